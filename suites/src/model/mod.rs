@@ -1,0 +1,4 @@
+//! The oracle: pure code, no system calls. Given what the suite did and what the kernel
+//! answered, each checker says whether the answer is one the kernel's contract allows.
+
+pub mod completions;

@@ -1,0 +1,53 @@
+//! Cases that test the runner, not the kernel: a panic, a hang holding a topology, a hang
+//! holding a changed global sysctl. They run only when a filter names them (`selftest`),
+//! and the cleanup tests use them to prove a run leaves nothing behind.
+
+use std::time::Duration;
+
+use harness::topology::{Pair, PairConfig};
+
+use crate::case::{Area, Case};
+use crate::probes::{MACHINE_WIDE_PRIVILEGES, NET_ADMIN, VETH};
+
+/// A global sysctl that is harmless to nudge for a moment.
+pub const GLOBAL_KNOB: &str = "net.core.netdev_max_backlog";
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        Case::new(
+            "selftest.panic",
+            Area::Selftest,
+            "a case that panics after building a topology becomes `error`, and leaves nothing",
+            vec![NET_ADMIN, VETH],
+            |_| {
+                let _pair = Pair::new(PairConfig::default())?;
+                panic!("deliberate panic from selftest.panic");
+            },
+        ),
+        Case::new(
+            "selftest.hang",
+            Area::Selftest,
+            "a case that never returns is killed at the time limit and becomes `error: timeout`",
+            vec![NET_ADMIN, VETH],
+            |_| {
+                let _pair = Pair::new(PairConfig::default())?;
+                loop {
+                    std::thread::sleep(Duration::from_secs(3600));
+                }
+            },
+        ),
+        Case::new(
+            "selftest.hang_global_sysctl",
+            Area::Selftest,
+            "a case killed while a global sysctl is changed: the run restores the sysctl",
+            vec![NET_ADMIN, MACHINE_WIDE_PRIVILEGES],
+            |_| {
+                let now: u64 = harness::sysctl::read_outer(GLOBAL_KNOB)?.parse()?;
+                let _guard = harness::sysctl::set_global(GLOBAL_KNOB, &(now + 1).to_string())?;
+                loop {
+                    std::thread::sleep(Duration::from_secs(3600));
+                }
+            },
+        ),
+    ]
+}
