@@ -54,17 +54,25 @@ pub fn bound_io(s: &Socket, timeout: Duration) -> io::Result<()> {
     s.set_write_timeout(Some(timeout))
 }
 
-/// A socket of `proto`/`family` created inside `ns`, with bounded I/O.
-pub fn socket_in(ns: &NetNs, family: Family, proto: Proto) -> Result<Socket> {
+fn raw_socket(family: Family, proto: Proto) -> io::Result<Socket> {
     let (ty, p) = match proto {
         Proto::Tcp => (Type::STREAM, Protocol::TCP),
         Proto::Udp => (Type::DGRAM, Protocol::UDP),
     };
-    let s = ns
-        .run(|| Socket::new(family.domain(), ty, Some(p)))?
-        .with_context(|| format!("socket({family:?}, {proto:?}) in namespace {}", ns.name()))?;
+    let s = Socket::new(family.domain(), ty, Some(p))?;
     bound_io(&s, IO_TIMEOUT)?;
     Ok(s)
+}
+
+/// A socket of `proto`/`family` created inside `ns`, with bounded I/O.
+pub fn socket_in(ns: &NetNs, family: Family, proto: Proto) -> Result<Socket> {
+    ns.run(|| raw_socket(family, proto))?
+        .with_context(|| format!("socket({family:?}, {proto:?}) in namespace {}", ns.name()))
+}
+
+/// A socket in the caller's own namespace (for probes that need no network), bounded I/O.
+pub fn socket_here(family: Family, proto: Proto) -> Result<Socket> {
+    raw_socket(family, proto).with_context(|| format!("socket({family:?}, {proto:?})"))
 }
 
 /// A TCP listener on `ip`, port chosen by the kernel.

@@ -6,7 +6,9 @@
 //! the value the outer namespace had, then writes, then looks whether the outer value moved:
 //! if it did not, the journal entry is dropped; if it did, the returned guard restores it on
 //! drop, and if the process dies first, [`recover`] (run at the start of every run and after
-//! every case process) restores it from the journal.
+//! every case process) restores it from the journal. Each journal entry names the process
+//! that made the write, so a run restores only what dead processes left, never a write that
+//! a concurrent, live run still holds.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, Write};
@@ -113,11 +115,12 @@ pub fn set_global(key: &str, value: &str) -> Result<SysctlGuard> {
     Ok(guard)
 }
 
-/// Restores every sysctl a killed run left changed. Returns what it restored.
+/// Restores every sysctl that a process which has since died left changed. Returns what it
+/// restored.
 pub fn recover() -> Result<Vec<(String, String)>> {
-    let entries = Journal::take_all()?;
+    let entries = Journal::take_orphans()?;
     let mut restored = Vec::new();
-    for (key, value) in entries {
+    for (key, Entry { value, .. }) in entries {
         write_here(&key, &value)
             .with_context(|| format!("restoring {key}={value} left by an earlier run"))?;
         restored.push((key, value));
@@ -125,7 +128,38 @@ pub fn recover() -> Result<Vec<(String, String)>> {
     Ok(restored)
 }
 
-/// The journal of global writes: a small JSON map, key to original value, under a lock.
+/// One journalled write: the value to restore and the process that changed it (pid and
+/// start time, so a recycled pid is not mistaken for the writer).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Entry {
+    value: String,
+    pid: i32,
+    start_time: u64,
+}
+
+/// State letter and start time (clock ticks after boot) of a process, from /proc/PID/stat.
+fn proc_stat(pid: i32) -> Option<(char, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let state = fields.first()?.chars().next()?;
+    let start = fields.get(19)?.parse().ok()?;
+    Some((state, start))
+}
+
+/// A writer is alive while its process exists, is not a zombie (a killed case whose parent
+/// died too may wait a while to be reaped) and is the same process that wrote.
+fn alive(e: &Entry) -> bool {
+    matches!(proc_stat(e.pid), Some((state, start)) if !matches!(state, 'Z' | 'X') && start == e.start_time)
+}
+
+fn me() -> (i32, u64) {
+    let pid = std::process::id() as i32;
+    (pid, proc_stat(pid).map(|(_, t)| t).unwrap_or(0))
+}
+
+/// The journal of global writes: a small JSON map, key to [`Entry`], under a lock.
 struct Journal;
 
 impl Journal {
@@ -136,7 +170,7 @@ impl Journal {
             .join("sysctl-journal.json")
     }
 
-    fn edit<T>(f: impl FnOnce(&mut BTreeMap<String, String>) -> T) -> Result<T> {
+    fn edit<T>(f: impl FnOnce(&mut BTreeMap<String, Entry>) -> T) -> Result<T> {
         let path = Self::path();
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -153,7 +187,7 @@ impl Journal {
             .with_context(|| format!("locking {}", path.display()))?;
         let mut text = String::new();
         file.read_to_string(&mut text)?;
-        let mut map: BTreeMap<String, String> = if text.trim().is_empty() {
+        let mut map: BTreeMap<String, Entry> = if text.trim().is_empty() {
             BTreeMap::new()
         } else {
             serde_json::from_str(&text)
@@ -170,9 +204,13 @@ impl Journal {
     /// Records the original value, keeping an older record if one exists (that one is the
     /// true original).
     fn add(key: &str, original: &str) -> Result<()> {
+        let (pid, start_time) = me();
         Self::edit(|m| {
-            m.entry(key.to_string())
-                .or_insert_with(|| original.to_string());
+            m.entry(key.to_string()).or_insert_with(|| Entry {
+                value: original.to_string(),
+                pid,
+                start_time,
+            });
         })
     }
 
@@ -182,10 +220,67 @@ impl Journal {
         })
     }
 
-    fn take_all() -> Result<BTreeMap<String, String>> {
+    /// Removes and returns the entries whose writer has died.
+    fn take_orphans() -> Result<BTreeMap<String, Entry>> {
         if !Self::path().exists() {
             return Ok(BTreeMap::new());
         }
-        Self::edit(std::mem::take)
+        Self::edit(|m| {
+            let (dead, live): (BTreeMap<_, _>, BTreeMap<_, _>) =
+                std::mem::take(m).into_iter().partition(|(_, e)| !alive(e));
+            *m = live;
+            dead
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_entries_of_dead_writers_are_taken() {
+        let dir = std::env::temp_dir().join(format!("zccheck-journal-{}", std::process::id()));
+        std::env::set_var("ZCCHECK_STATE_DIR", &dir);
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id() as i32;
+        child.wait().unwrap();
+        let (pid, start_time) = me();
+        Journal::edit(|m| {
+            m.insert(
+                "live.key".into(),
+                Entry {
+                    value: "1".into(),
+                    pid,
+                    start_time,
+                },
+            );
+            m.insert(
+                "dead.key".into(),
+                Entry {
+                    value: "2".into(),
+                    pid: dead,
+                    start_time: 0,
+                },
+            );
+            // Our pid with another start time is a recycled pid: its writer is gone.
+            m.insert(
+                "recycled.key".into(),
+                Entry {
+                    value: "3".into(),
+                    pid,
+                    start_time: start_time + 1,
+                },
+            );
+        })
+        .unwrap();
+        let taken = Journal::take_orphans().unwrap();
+        assert_eq!(
+            taken.keys().collect::<Vec<_>>(),
+            ["dead.key", "recycled.key"]
+        );
+        let left = Journal::edit(|m| m.keys().cloned().collect::<Vec<_>>()).unwrap();
+        assert_eq!(left, ["live.key"]);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

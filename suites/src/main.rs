@@ -90,7 +90,20 @@ fn main() -> ExitCode {
     // Behave like a Unix filter when stdout is closed early (`zccheck list | head`).
     // SAFETY: restoring the default disposition of SIGPIPE before any thread exists.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        Err(e) => {
+            // One line, naming what is wrong; clap's usage hint follows `--help`.
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            eprintln!(
+                "zccheck: {} (see `zccheck --help`)",
+                first.trim_start_matches("error: ")
+            );
+            return ExitCode::from(2);
+        }
+    };
     let result = match cli.command {
         Cmd::Run(args) => cmd_run(args),
         Cmd::List { filter } => cmd_list(&filter).map(|_| ExitCode::SUCCESS),
@@ -155,7 +168,7 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
         seed,
         cases: args.cases,
         timeout: Duration::from_secs(args.timeout),
-        replay_prefix: String::new(),
+        replay_exe: std::env::args().next().unwrap_or_else(|| "zccheck".into()),
     };
     eprintln!(
         "zccheck: running {} cases (seed {seed}, {} random cases per property)",

@@ -30,8 +30,8 @@ pub struct RunOptions {
     pub seed: u64,
     pub cases: u32,
     pub timeout: Duration,
-    /// Extra words for the replay command (`--cases` is always given).
-    pub replay_prefix: String,
+    /// How the replay command names the binary (as the user invoked it).
+    pub replay_exe: String,
 }
 
 /// The line a child prints its result on; anything else a case prints is ignored.
@@ -58,8 +58,8 @@ pub fn case_seed(run_seed: u64, id: &str) -> u64 {
 
 pub fn replay_command(opts: &RunOptions, id: &str) -> String {
     format!(
-        "{}zccheck run --filter {id} --seed {} --cases {}",
-        opts.replay_prefix, opts.seed, opts.cases
+        "{} run --filter {id} --seed {} --cases {}",
+        opts.replay_exe, opts.seed, opts.cases
     )
 }
 

@@ -128,3 +128,69 @@ impl Report {
         serde_json::to_string_pretty(self).expect("a report always serialises")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample() -> Report {
+        let text = include_str!("../../../fixtures/samples/report-minimal.json");
+        Report::parse(text).expect("the sample report parses")
+    }
+
+    #[test]
+    fn unknown_fields_survive_a_round_trip() {
+        let r = sample();
+        assert_eq!(
+            r.extra["from_the_future"],
+            serde_json::json!({"kept": true})
+        );
+        assert_eq!(r.cases[0].extra["also_kept"], serde_json::json!(1));
+        let again = Report::parse(&r.to_json()).unwrap();
+        assert_eq!(again, r);
+    }
+
+    #[test]
+    fn malformed_field_is_named() {
+        let text = include_str!("../../../fixtures/samples/report-minimal.json")
+            .replace("\"outcome\": \"pass\"", "\"outcome\": \"maybe\"");
+        let err = format!("{:#}", Report::parse(&text).unwrap_err());
+        assert!(err.contains("cases[0].outcome"), "{err}");
+        assert!(err.contains("maybe"), "{err}");
+    }
+
+    #[test]
+    fn truncated_report_is_rejected() {
+        let text = include_str!("../../../fixtures/samples/report-minimal.json");
+        let err = format!("{:#}", Report::parse(&text[..text.len() / 2]).unwrap_err());
+        assert!(err.contains("EOF"), "{err}");
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let text = include_str!("../../../fixtures/samples/report-minimal.json")
+            .replace("\"schema_version\": 1", "\"schema_version\": 99");
+        assert!(Report::parse(&text)
+            .unwrap_err()
+            .to_string()
+            .contains("newer"));
+    }
+
+    #[test]
+    fn ktap_marks_skips_and_failures() {
+        let text = ktap::render(&sample());
+        assert!(text.starts_with("KTAP version 1\n"));
+        assert!(text.contains("\n1..3\n"));
+        assert!(text.contains("ok 1 send.format.tcp4.lo\n"));
+        assert!(text.contains("ok 2 uring.send_zc.tcp4.lo # SKIP unsupported: "));
+        assert!(text.contains("not ok 3 send.ids.udp4.pair\n"));
+        assert!(text.contains("# Totals: pass:1 fail:1 xfail:0 xpass:0 skip:1 error:0"));
+    }
+
+    #[test]
+    fn junit_has_a_failure_and_a_skip() {
+        let xml = junit::render(&sample()).unwrap();
+        assert!(xml.contains("<failure"), "{xml}");
+        assert!(xml.contains("<skipped"), "{xml}");
+    }
+}

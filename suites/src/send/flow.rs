@@ -165,11 +165,7 @@ fn so_zerocopy_probe(proto: Proto) -> Answer {
         Proto::Tcp => "TCP",
         Proto::Udp => "UDP",
     };
-    let ns = match harness::NetNs::current() {
-        Ok(ns) => ns,
-        Err(e) => return Answer::Blocked(format!("{e:#}")),
-    };
-    let sock = match sockets::socket_in(&ns, Family::V4, proto) {
+    let sock = match sockets::socket_here(Family::V4, proto) {
         Ok(s) => s,
         Err(e) => return Answer::Blocked(format!("cannot create a {what} socket: {e:#}")),
     };
