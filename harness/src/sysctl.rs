@@ -222,7 +222,10 @@ impl Journal {
 
     /// Removes and returns the entries whose writer has died.
     fn take_orphans() -> Result<BTreeMap<String, Entry>> {
-        if !Self::path().exists() {
+        // No journal, or one this process may not write (a rootless run beside root's
+        // journal): then this process made no journalled write and can restore nothing.
+        let path = Self::path();
+        if !path.exists() || nix::unistd::access(&path, nix::unistd::AccessFlags::W_OK).is_err() {
             return Ok(BTreeMap::new());
         }
         Self::edit(|m| {
