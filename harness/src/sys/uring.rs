@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 use io_uring::types::{Fd, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring, Probe};
 
+/// SQE flags (`IOSQE_*`), such as `SqeFlags::SKIP_SUCCESS`.
+pub use io_uring::squeue::Flags as SqeFlags;
+
 /// `IORING_OP_SEND_ZC` (6.0).
 pub const OP_SEND_ZC: u8 = opcode::SendZc::CODE;
 /// `IORING_OP_SENDMSG_ZC` (6.1).
