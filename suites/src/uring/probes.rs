@@ -125,10 +125,13 @@ fn report_usage() -> Answer {
     let Some(first) = cqes.iter().find(|c| !c.notif()) else {
         return Answer::Blocked("no completion for a SEND_ZC within 2 s".into());
     };
-    let what = format!(
-        "SEND_ZC with IORING_SEND_ZC_REPORT_USAGE on an unconnected UDP socket: {}",
-        errno_name(-first.res)
-    );
+    // EDESTADDRREQ is the expected answer but not in the shared errno table.
+    let errno = match -first.res {
+        libc::EDESTADDRREQ => "EDESTADDRREQ (89)".to_string(),
+        e => errno_name(e),
+    };
+    let what =
+        format!("SEND_ZC with IORING_SEND_ZC_REPORT_USAGE on an unconnected UDP socket: {errno}");
     if first.res == -libc::EINVAL {
         Answer::Absent(format!("{what} (the flag is refused)"))
     } else {
