@@ -23,7 +23,7 @@ use super::probes;
 use super::support::{self, Conn, COMPLETION_WAIT};
 use crate::case::{Area, Case, Ctx};
 use crate::model::uring_notif::{self, Issued, Stats};
-use crate::outcome::{fail_with, Verdict};
+use crate::outcome::{fail_with, skipped, Verdict};
 use crate::probes::Answer;
 use crate::property;
 use crate::send::flow::Path;
@@ -283,6 +283,15 @@ fn run_sequence(
             .expect("a complete stream has every first CQE");
         let len = req.payload.len();
         let proto = Conn::ALL[*conn].proto;
+        if res == -libc::ENOMEM {
+            // Pinned pages are charged to RLIMIT_MEMLOCK without CAP_IPC_LOCK (R8.3): the
+            // environment, not the protocol.
+            return Err(skipped(format!(
+                "request #{} hit RLIMIT_MEMLOCK (ENOMEM): raise the limit or run with \
+                 CAP_IPC_LOCK",
+                req.user_data
+            )));
+        }
         if res < 0 {
             return Err(fail_with(
                 format!(
