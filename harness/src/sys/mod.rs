@@ -2,5 +2,8 @@
 //! `socket2` leave raw. All `unsafe` of the project lives in this module and in `ethtool`.
 
 pub mod errqueue;
+pub mod genl;
 pub mod sockopt;
+pub mod uring;
+pub mod zcrx;
 pub mod zerocopy;

@@ -2,3 +2,4 @@
 //! answered, each checker says whether the answer is one the kernel's contract allows.
 
 pub mod completions;
+pub mod uring_notif;

@@ -1,0 +1,549 @@
+//! The two-completion protocol of io_uring zero-copy sends (SEMANTICS.md R8.2, R8.3).
+//!
+//! A zero-copy request (`SEND_ZC`, `SENDMSG_ZC`) first completes with `res` = bytes sent or
+//! `-errno`; if that CQE carries `F_MORE`, exactly one notification CQE follows with the same
+//! `user_data`, `F_NOTIF` set and `F_MORE` clear, whose `res` is 0, or with `REPORT_USAGE`
+//! either 0 (zero-copied) or `IORING_NOTIF_USAGE_ZC_COPIED`. A first CQE without `F_MORE` is
+//! the request's last word. An ordinary send completes once, never with `F_MORE`.
+//! Notifications may arrive in any order relative to other requests, but never before their
+//! own request's first CQE.
+//!
+//! The checker reads the CQEs in the order the ring posted them and says which promise, if
+//! any, the stream breaks. With `complete`, everything must have arrived; without it,
+//! requests may still be in flight.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use harness::sys::uring::{Cqe, CQE_F_MORE, CQE_F_NOTIF, NOTIF_USAGE_ZC_COPIED};
+use serde::Serialize;
+
+/// What kind of request the suite submitted under a `user_data`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Kind {
+    ZeroCopy { report_usage: bool },
+    Plain,
+}
+
+/// One submitted request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Issued {
+    pub user_data: u64,
+    pub kind: Kind,
+}
+
+/// A way a CQE stream breaks the protocol. `index` is the CQE's position in the stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "violation", rename_all = "snake_case")]
+pub enum Violation {
+    /// A CQE for a `user_data` no request used.
+    UnknownRequest { index: usize, user_data: u64 },
+    /// A second non-notification CQE for one request.
+    DuplicateCompletion { index: usize, user_data: u64 },
+    /// `F_MORE` on the completion of an ordinary send.
+    MoreOnPlainSend { index: usize, user_data: u64 },
+    /// A notification that also carries `F_MORE`.
+    MoreOnNotification {
+        index: usize,
+        user_data: u64,
+        flags: u32,
+    },
+    /// A notification before its request's first CQE.
+    NotificationBeforeCompletion { index: usize, user_data: u64 },
+    /// A notification for a request whose first CQE did not announce one (no `F_MORE`),
+    /// or for an ordinary send.
+    UnannouncedNotification { index: usize, user_data: u64 },
+    /// A second notification for one request.
+    DuplicateNotification { index: usize, user_data: u64 },
+    /// A notification `res` the request's flags do not allow.
+    BadNotificationResult {
+        index: usize,
+        user_data: u64,
+        res: i32,
+        report_usage: bool,
+    },
+    /// (complete streams) a request never completed.
+    MissingCompletion { user_data: u64 },
+    /// (complete streams) a first CQE announced a notification that never came.
+    MissingNotification { user_data: u64 },
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use Violation::*;
+        match self {
+            UnknownRequest { index, user_data } => {
+                write!(f, "CQE #{index} names user_data {user_data}, which no request used")
+            }
+            DuplicateCompletion { index, user_data } => write!(
+                f,
+                "CQE #{index}: request {user_data} completed a second time"
+            ),
+            MoreOnPlainSend { index, user_data } => write!(
+                f,
+                "CQE #{index}: the ordinary send {user_data} completed with F_MORE"
+            ),
+            MoreOnNotification {
+                index,
+                user_data,
+                flags,
+            } => write!(
+                f,
+                "CQE #{index}: the notification of {user_data} carries F_MORE (flags {flags:#x})"
+            ),
+            NotificationBeforeCompletion { index, user_data } => write!(
+                f,
+                "CQE #{index}: the notification of {user_data} came before its first completion"
+            ),
+            UnannouncedNotification { index, user_data } => write!(
+                f,
+                "CQE #{index}: a notification for {user_data}, whose completion did not carry F_MORE"
+            ),
+            DuplicateNotification { index, user_data } => write!(
+                f,
+                "CQE #{index}: a second notification for {user_data}"
+            ),
+            BadNotificationResult {
+                index,
+                user_data,
+                res,
+                report_usage,
+            } => write!(
+                f,
+                "CQE #{index}: the notification of {user_data} has res {res:#x}, allowed: 0{}",
+                if *report_usage {
+                    " or ZC_COPIED (0x80000000)"
+                } else {
+                    " (REPORT_USAGE was not asked for)"
+                }
+            ),
+            MissingCompletion { user_data } => {
+                write!(f, "request {user_data} never completed")
+            }
+            MissingNotification { user_data } => write!(
+                f,
+                "request {user_data} completed with F_MORE but its notification never came"
+            ),
+        }
+    }
+}
+
+/// What the stream said about one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RequestOutcome {
+    pub kind: Kind,
+    /// `res` of the first CQE, once it came.
+    pub res: Option<i32>,
+    /// Whether that first CQE carried `F_MORE`.
+    pub more: bool,
+    /// `res` of the notification, once it came.
+    pub notif: Option<i32>,
+}
+
+impl RequestOutcome {
+    /// Whether the request expects no further CQE.
+    pub fn finished(&self) -> bool {
+        self.res.is_some() && (!self.more || self.notif.is_some())
+    }
+
+    /// With `REPORT_USAGE`: `Some(true)` when the notification said COPIED.
+    pub fn copied(&self) -> Option<bool> {
+        match (self.kind, self.notif) {
+            (Kind::ZeroCopy { report_usage: true }, Some(res)) => {
+                Some(res as u32 == NOTIF_USAGE_ZC_COPIED)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Counts over an accepted stream, for `observed` facts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    pub requests: u32,
+    pub notifications: u32,
+    /// Notifications that overtook the notification of a request announced before theirs.
+    pub out_of_order: u32,
+    /// Zero-copy first CQEs without `F_MORE` (no notification announced).
+    pub zc_without_more: u32,
+    pub copied: u32,
+    pub zero_copied: u32,
+}
+
+/// The per-request outcomes of an accepted stream, in `user_data` order of submission.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub outcomes: HashMap<u64, RequestOutcome>,
+    pub stats: Stats,
+}
+
+/// Checks `cqes` (in posting order) against the requests in `issued`.
+pub fn check(issued: &[Issued], cqes: &[Cqe], complete: bool) -> Result<Accepted, Violation> {
+    let mut outcomes: HashMap<u64, RequestOutcome> = issued
+        .iter()
+        .map(|i| {
+            (
+                i.user_data,
+                RequestOutcome {
+                    kind: i.kind,
+                    res: None,
+                    more: false,
+                    notif: None,
+                },
+            )
+        })
+        .collect();
+    let mut stats = Stats {
+        requests: issued.len() as u32,
+        ..Stats::default()
+    };
+    // Order in which notifications were announced (first CQEs with F_MORE).
+    let mut announced: Vec<u64> = Vec::new();
+    for (index, c) in cqes.iter().enumerate() {
+        let user_data = c.user_data;
+        let Some(o) = outcomes.get_mut(&user_data) else {
+            return Err(Violation::UnknownRequest { index, user_data });
+        };
+        if c.flags & CQE_F_NOTIF != 0 {
+            if c.flags & CQE_F_MORE != 0 {
+                return Err(Violation::MoreOnNotification {
+                    index,
+                    user_data,
+                    flags: c.flags,
+                });
+            }
+            if o.res.is_none() {
+                return Err(Violation::NotificationBeforeCompletion { index, user_data });
+            }
+            if !o.more {
+                return Err(Violation::UnannouncedNotification { index, user_data });
+            }
+            if o.notif.is_some() {
+                return Err(Violation::DuplicateNotification { index, user_data });
+            }
+            let report_usage = matches!(o.kind, Kind::ZeroCopy { report_usage: true });
+            let allowed = c.res == 0 || (report_usage && c.res as u32 == NOTIF_USAGE_ZC_COPIED);
+            if !allowed {
+                return Err(Violation::BadNotificationResult {
+                    index,
+                    user_data,
+                    res: c.res,
+                    report_usage,
+                });
+            }
+            o.notif = Some(c.res);
+            let copied = o.copied();
+            stats.notifications += 1;
+            match copied {
+                Some(true) => stats.copied += 1,
+                Some(false) => stats.zero_copied += 1,
+                None => {}
+            }
+            // Overtaking: an earlier-announced notification is still outstanding.
+            let overtakes = announced
+                .iter()
+                .take_while(|&&u| u != user_data)
+                .any(|u| outcomes.get(u).is_some_and(|e| e.notif.is_none()));
+            if overtakes {
+                stats.out_of_order += 1;
+            }
+        } else {
+            if o.res.is_some() {
+                return Err(Violation::DuplicateCompletion { index, user_data });
+            }
+            let more = c.flags & CQE_F_MORE != 0;
+            match o.kind {
+                Kind::Plain if more => return Err(Violation::MoreOnPlainSend { index, user_data }),
+                Kind::ZeroCopy { .. } if !more => stats.zc_without_more += 1,
+                _ => {}
+            }
+            o.res = Some(c.res);
+            o.more = more;
+            if more {
+                announced.push(user_data);
+            }
+        }
+    }
+    if complete {
+        for i in issued {
+            let o = &outcomes[&i.user_data];
+            if o.res.is_none() {
+                return Err(Violation::MissingCompletion {
+                    user_data: i.user_data,
+                });
+            }
+            if o.more && o.notif.is_none() {
+                return Err(Violation::MissingNotification {
+                    user_data: i.user_data,
+                });
+            }
+        }
+    }
+    Ok(Accepted { outcomes, stats })
+}
+
+/// How many CQEs `issued` still owes after `cqes`, counting a notification only once its
+/// request's first CQE announced it (before that, one CQE is owed).
+pub fn owed(issued: &[Issued], cqes: &[Cqe]) -> usize {
+    let mut first: HashMap<u64, bool> = HashMap::new();
+    let mut notifs: HashMap<u64, u32> = HashMap::new();
+    for c in cqes {
+        if c.flags & CQE_F_NOTIF != 0 {
+            *notifs.entry(c.user_data).or_default() += 1;
+        } else {
+            first
+                .entry(c.user_data)
+                .or_insert(c.flags & CQE_F_MORE != 0);
+        }
+    }
+    issued
+        .iter()
+        .map(|i| match first.get(&i.user_data) {
+            None => 1,
+            Some(true) if notifs.get(&i.user_data).copied().unwrap_or(0) == 0 => 1,
+            Some(_) => 0,
+        })
+        .sum()
+}
+
+/// `#3:41 M`, `#3:n C`: a stream as evidence lines show it (M: F_MORE, n: notification,
+/// C: ZC_COPIED).
+pub fn show(cqes: &[Cqe]) -> String {
+    if cqes.is_empty() {
+        return "(none)".into();
+    }
+    cqes.iter()
+        .map(|c| {
+            if c.flags & CQE_F_NOTIF != 0 {
+                let usage = if c.res as u32 == NOTIF_USAGE_ZC_COPIED {
+                    " C".to_string()
+                } else if c.res != 0 {
+                    format!(" res={:#x}", c.res)
+                } else {
+                    String::new()
+                };
+                let more = if c.flags & CQE_F_MORE != 0 { " M" } else { "" };
+                format!("#{}:n{usage}{more}", c.user_data)
+            } else {
+                let more = if c.flags & CQE_F_MORE != 0 { " M" } else { "" };
+                format!("#{}:{}{more}", c.user_data, c.res)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use rstest::rstest;
+
+    use super::*;
+
+    const ZC: Kind = Kind::ZeroCopy {
+        report_usage: false,
+    };
+    const ZC_USAGE: Kind = Kind::ZeroCopy { report_usage: true };
+    const COPIED: i32 = NOTIF_USAGE_ZC_COPIED as i32;
+
+    fn first(user_data: u64, res: i32) -> Cqe {
+        Cqe {
+            user_data,
+            res,
+            flags: CQE_F_MORE,
+        }
+    }
+    fn only(user_data: u64, res: i32) -> Cqe {
+        Cqe {
+            user_data,
+            res,
+            flags: 0,
+        }
+    }
+    fn notif(user_data: u64, res: i32) -> Cqe {
+        Cqe {
+            user_data,
+            res,
+            flags: CQE_F_NOTIF,
+        }
+    }
+    fn issued(kinds: &[Kind]) -> Vec<Issued> {
+        kinds
+            .iter()
+            .enumerate()
+            .map(|(i, k)| Issued {
+                user_data: i as u64 + 1,
+                kind: *k,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_observed_stream_is_accepted() {
+        // 6.18: F_MORE on every first CQE, then the notifications, in order.
+        let req = issued(&[ZC, ZC, Kind::Plain]);
+        let cqes = [
+            first(1, 100),
+            first(2, 200),
+            only(3, 50),
+            notif(1, 0),
+            notif(2, 0),
+        ];
+        let a = check(&req, &cqes, true).unwrap();
+        assert_eq!(a.stats.notifications, 2);
+        assert_eq!(a.stats.out_of_order, 0);
+        assert_eq!(owed(&req, &cqes), 0);
+    }
+
+    #[test]
+    fn notifications_may_overtake_other_requests() {
+        let req = issued(&[ZC, ZC]);
+        let cqes = [first(1, 10), first(2, 10), notif(2, 0), notif(1, 0)];
+        let a = check(&req, &cqes, true).unwrap();
+        assert_eq!(a.stats.out_of_order, 1);
+    }
+
+    #[test]
+    fn an_error_with_more_still_gets_its_notification() {
+        let req = issued(&[ZC_USAGE]);
+        let cqes = [first(1, -libc::EOPNOTSUPP), notif(1, COPIED)];
+        let a = check(&req, &cqes, true).unwrap();
+        assert_eq!(a.outcomes[&1].copied(), Some(true));
+    }
+
+    #[test]
+    fn a_single_cqe_without_more_is_final() {
+        // IOSQE_CQE_SKIP_SUCCESS refused at prep: one CQE, nothing after.
+        let req = issued(&[ZC]);
+        let a = check(&req, &[only(1, -libc::EINVAL)], true).unwrap();
+        assert_eq!(a.stats.zc_without_more, 1);
+    }
+
+    #[test]
+    fn in_flight_requests_are_fine_until_complete() {
+        let req = issued(&[ZC, ZC]);
+        let cqes = [first(1, 10)];
+        check(&req, &cqes, false).unwrap();
+        assert_eq!(owed(&req, &cqes), 2);
+    }
+
+    #[rstest]
+    #[case::missing_notification(
+        vec![ZC], vec![first(1, 10)],
+        Violation::MissingNotification { user_data: 1 })]
+    #[case::missing_completion(
+        vec![ZC, ZC], vec![first(1, 10), notif(1, 0)],
+        Violation::MissingCompletion { user_data: 2 })]
+    #[case::duplicate_notification(
+        vec![ZC], vec![first(1, 10), notif(1, 0), notif(1, 0)],
+        Violation::DuplicateNotification { index: 2, user_data: 1 })]
+    #[case::duplicate_completion(
+        vec![ZC], vec![first(1, 10), first(1, 10), notif(1, 0)],
+        Violation::DuplicateCompletion { index: 1, user_data: 1 })]
+    #[case::more_on_notification(
+        vec![ZC], vec![first(1, 10), Cqe { user_data: 1, res: 0, flags: CQE_F_NOTIF | CQE_F_MORE }],
+        Violation::MoreOnNotification { index: 1, user_data: 1, flags: CQE_F_NOTIF | CQE_F_MORE })]
+    #[case::notification_before_its_request(
+        vec![ZC, ZC], vec![first(1, 10), notif(2, 0), first(2, 10)],
+        Violation::NotificationBeforeCompletion { index: 1, user_data: 2 })]
+    #[case::unannounced_notification(
+        vec![ZC], vec![only(1, 10), notif(1, 0)],
+        Violation::UnannouncedNotification { index: 1, user_data: 1 })]
+    #[case::notification_for_a_plain_send(
+        vec![Kind::Plain], vec![only(1, 10), notif(1, 0)],
+        Violation::UnannouncedNotification { index: 1, user_data: 1 })]
+    #[case::more_on_a_plain_send(
+        vec![Kind::Plain], vec![first(1, 10)],
+        Violation::MoreOnPlainSend { index: 0, user_data: 1 })]
+    #[case::unknown_user_data(
+        vec![ZC], vec![first(7, 10)],
+        Violation::UnknownRequest { index: 0, user_data: 7 })]
+    #[case::copied_without_report_usage(
+        vec![ZC], vec![first(1, 10), notif(1, COPIED)],
+        Violation::BadNotificationResult { index: 1, user_data: 1, res: COPIED, report_usage: false })]
+    #[case::garbage_usage(
+        vec![ZC_USAGE], vec![first(1, 10), notif(1, 1)],
+        Violation::BadNotificationResult { index: 1, user_data: 1, res: 1, report_usage: true })]
+    fn wrong_streams_are_rejected(
+        #[case] kinds: Vec<Kind>,
+        #[case] cqes: Vec<Cqe>,
+        #[case] want: Violation,
+    ) {
+        assert_eq!(check(&issued(&kinds), &cqes, true), Err(want));
+    }
+
+    /// A valid stream for `kinds`: each request's first CQE in submission order, each
+    /// notification somewhere after its own first CQE (positions from `slots`).
+    fn valid_stream(kinds: &[Kind], slots: &[usize], copied: &[bool]) -> Vec<Cqe> {
+        let mut out: Vec<Cqe> = Vec::new();
+        let mut pending: Vec<Cqe> = Vec::new();
+        for (i, k) in kinds.iter().enumerate() {
+            let ud = i as u64 + 1;
+            match k {
+                Kind::Plain => out.push(only(ud, 1)),
+                Kind::ZeroCopy { report_usage } => {
+                    out.push(first(ud, 1));
+                    let res = if *report_usage && copied[i % copied.len()] {
+                        COPIED
+                    } else {
+                        0
+                    };
+                    pending.push(notif(ud, res));
+                }
+            }
+            // Release some pending notifications, in an arbitrary order.
+            while !pending.is_empty() && slots[(i + pending.len()) % slots.len()] % 3 == 0 {
+                let pick = slots[i % slots.len()] % pending.len();
+                out.push(pending.remove(pick));
+            }
+        }
+        while !pending.is_empty() {
+            let pick = slots[pending.len() % slots.len()] % pending.len();
+            out.push(pending.remove(pick));
+        }
+        out
+    }
+
+    fn kind() -> impl Strategy<Value = Kind> {
+        prop_oneof![
+            Just(Kind::Plain),
+            any::<bool>().prop_map(|report_usage| Kind::ZeroCopy { report_usage }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn valid_streams_are_accepted(
+            kinds in proptest::collection::vec(kind(), 1..24),
+            slots in proptest::collection::vec(0usize..64, 1..16),
+            copied in proptest::collection::vec(any::<bool>(), 1..8),
+        ) {
+            let req = issued(&kinds);
+            let cqes = valid_stream(&kinds, &slots, &copied);
+            prop_assert!(check(&req, &cqes, true).is_ok(), "{}", show(&cqes));
+            prop_assert_eq!(owed(&req, &cqes), 0);
+        }
+
+        #[test]
+        fn dropping_or_repeating_a_notification_is_caught(
+            kinds in proptest::collection::vec(kind(), 1..24),
+            slots in proptest::collection::vec(0usize..64, 1..16),
+            pick in any::<prop::sample::Index>(),
+            repeat in any::<bool>(),
+        ) {
+            let req = issued(&kinds);
+            let mut cqes = valid_stream(&kinds, &slots, &[true]);
+            let notifs: Vec<usize> = (0..cqes.len()).filter(|&i| cqes[i].notif()).collect();
+            prop_assume!(!notifs.is_empty());
+            let at = notifs[pick.index(notifs.len())];
+            if repeat {
+                let c = cqes[at];
+                cqes.push(c);
+            } else {
+                cqes.remove(at);
+            }
+            prop_assert!(check(&req, &cqes, true).is_err(), "{}", show(&cqes));
+        }
+    }
+}

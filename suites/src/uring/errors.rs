@@ -1,0 +1,283 @@
+//! How zero-copy sends fail (SEMANTICS.md R8.3, R8.4, §12.7), each on its own socket, each
+//! stream checked against the two-completion model: an error that carries `F_MORE` must
+//! still be followed by exactly one notification, one without `F_MORE` by nothing. Whether
+//! `F_MORE` was set is recorded.
+
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use harness::sockets::{self, Family, Proto, Sink};
+use harness::sys::errqueue;
+use harness::sys::uring::{Payload, SendOp, SendRequest, SqeFlags};
+use harness::sys::zerocopy;
+use harness::topology::Loopback;
+use socket2::{Domain, Socket, Type};
+
+use super::support::{self, Conn};
+use crate::case::{Area, Case, Ctx};
+use crate::model::uring_notif::{show, Accepted};
+use crate::outcome::{expect, Verdict};
+use crate::probes::errno_name;
+use crate::send::flow::Path;
+
+/// Time after the last expected CQE during which nothing more may arrive.
+const LINGER: Duration = Duration::from_millis(50);
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        Case::new(
+            "uring.error.unix_socket",
+            Area::Uring,
+            "SEND_ZC/SENDMSG_ZC on an AF_UNIX socket fail with EOPNOTSUPP (6.0.3+), the \
+             protocol kept",
+            support::requires(None, &[]),
+            unix_socket,
+        ),
+        Case::new(
+            "uring.error.skip_success",
+            Area::Uring,
+            "IOSQE_CQE_SKIP_SUCCESS on SEND_ZC is refused with one EINVAL CQE, no F_MORE, \
+             nothing after",
+            support::requires(Some(Path::Loopback), &[]),
+            skip_success,
+        ),
+        Case::new(
+            "uring.error.unknown_flag",
+            Area::Uring,
+            "unknown ioprio bits (1<<7, 1<<15) on SEND_ZC are refused with EINVAL",
+            support::requires(Some(Path::Loopback), &[]),
+            unknown_flag,
+        ),
+        Case::new(
+            "uring.error.fixed_index",
+            Area::Uring,
+            "a registered-buffer index out of range (none registered, or past the last) \
+             gives EFAULT, while an index in range sends",
+            support::requires(Some(Path::Loopback), &[]),
+            fixed_index,
+        ),
+        Case::new(
+            "uring.error.unconnected_tcp",
+            Area::Uring,
+            "SEND_ZC on a TCP socket that never connected fails with EPIPE",
+            support::requires(None, &[]),
+            unconnected_tcp,
+        ),
+        Case::new(
+            "uring.so_zerocopy_not_needed.tcp4.lo",
+            Area::Uring,
+            "SEND_ZC works on a socket without SO_ZEROCOPY and leaves its error queue empty",
+            support::requires(Some(Path::Loopback), &[]),
+            so_zerocopy_not_needed,
+        ),
+    ]
+}
+
+/// A connected UDP pair on a fresh loopback; the receiver is drained in the background.
+fn udp_lo() -> Result<(Loopback, Socket, Sink)> {
+    let lo = Loopback::new(None)?;
+    let p = sockets::udp_pair(&lo.host.ns, &lo.host.ns, lo.host.ip(Family::V4))?;
+    let sink = Sink::start(p.server, false)?;
+    Ok((lo, p.client, sink))
+}
+
+/// Checks that every request failed with `errno`, records `F_MORE` and the notification per
+/// label, and returns a one-line summary.
+fn expect_errno(
+    ctx: &mut Ctx,
+    labels: &[&str],
+    reqs: &[(&Socket, SendRequest)],
+    acc: &Accepted,
+    cqes: &[harness::sys::uring::Cqe],
+    errno: i32,
+) -> Result<String> {
+    let mut seen = Vec::new();
+    for (label, (_, req)) in labels.iter().zip(reqs) {
+        let o = acc.outcomes[&req.user_data];
+        let res = o.res.expect("complete stream");
+        expect(res == -errno, || {
+            format!(
+                "{label}: expected {}, got {} (CQEs: {})",
+                errno_name(errno),
+                support::show_res(res),
+                show(cqes)
+            )
+        })?;
+        ctx.observe(format!("{label}.f_more"), o.more);
+        ctx.observe(format!("{label}.notification"), o.notif.is_some());
+        seen.push(format!(
+            "{label}: {}{}",
+            errno_name(errno),
+            if o.more { " +notif" } else { "" }
+        ));
+    }
+    Ok(seen.join("; "))
+}
+
+fn unix_socket(ctx: &mut Ctx) -> Result<Verdict> {
+    let (a, b) = Socket::pair(Domain::UNIX, Type::STREAM, None).context("socketpair")?;
+    let _sink = Sink::start(b, false)?;
+    let mut ring = support::ring()?;
+    let data = support::pattern(100);
+    let mut labels = vec!["send_zc"];
+    let mut reqs = vec![(
+        &a,
+        support::request(SendOp::SendZc, &data, 100, false, false, 1),
+    )];
+    if support::has_sendmsg_zc() {
+        labels.push("sendmsg_zc");
+        reqs.push((
+            &a,
+            support::request(SendOp::SendMsgZc, &data, 100, false, false, 2),
+        ));
+    }
+    let (acc, cqes) = support::exchange(&mut ring, &reqs, LINGER)?;
+    let summary = expect_errno(ctx, &labels, &reqs, &acc, &cqes, libc::EOPNOTSUPP)?;
+    Ok(Verdict::pass(summary))
+}
+
+fn skip_success(ctx: &mut Ctx) -> Result<Verdict> {
+    let (_lo, s, _sink) = udp_lo()?;
+    let mut ring = support::ring()?;
+    let data = support::pattern(100);
+    let mut req = support::request(SendOp::SendZc, &data, 100, false, false, 1);
+    req.sqe_flags = SqeFlags::SKIP_SUCCESS;
+    let reqs = vec![(&s, req)];
+    let (acc, cqes) = support::exchange(&mut ring, &reqs, LINGER)?;
+    let summary = expect_errno(ctx, &["send_zc"], &reqs, &acc, &cqes, libc::EINVAL)?;
+    expect(cqes.len() == 1 && !cqes[0].more(), || {
+        format!(
+            "a request refused at preparation must complete once, without F_MORE; CQEs: {}",
+            show(&cqes)
+        )
+    })?;
+    Ok(Verdict::pass(format!("{summary}, a single CQE")))
+}
+
+fn unknown_flag(ctx: &mut Ctx) -> Result<Verdict> {
+    let (_lo, s, _sink) = udp_lo()?;
+    let mut ring = support::ring()?;
+    let data = support::pattern(100);
+    let mut reqs = Vec::new();
+    for (i, bit) in [7u16, 15].into_iter().enumerate() {
+        let mut req = support::request(SendOp::SendZc, &data, 100, false, false, i as u64 + 1);
+        req.ioprio = 1 << bit;
+        reqs.push((&s, req));
+    }
+    let (acc, cqes) = support::exchange(&mut ring, &reqs, LINGER)?;
+    let summary = expect_errno(ctx, &["bit7", "bit15"], &reqs, &acc, &cqes, libc::EINVAL)?;
+    Ok(Verdict::pass(summary))
+}
+
+fn fixed_index(ctx: &mut Ctx) -> Result<Verdict> {
+    let (_lo, s, _sink) = udp_lo()?;
+    let data = support::pattern(100);
+    let fixed = |index: u16, ud: u64| {
+        SendRequest::new(
+            SendOp::SendZc,
+            Payload::Fixed {
+                index,
+                offset: 0,
+                len: 100,
+            },
+            ud,
+        )
+    };
+    // A ring with no registered buffers at all.
+    let mut bare = support::ring()?;
+    let reqs = vec![(&s, fixed(0, 1))];
+    let (acc, cqes) = support::exchange(&mut bare, &reqs, LINGER)?;
+    let none = expect_errno(ctx, &["none_registered"], &reqs, &acc, &cqes, libc::EFAULT)?;
+
+    // One registered buffer: index 0 works, 1 and 5 do not.
+    let mut ring = support::ring()?;
+    ring.register_buffers(&[4096])?;
+    ring.fixed_mut(0)[..100].copy_from_slice(&data);
+    let reqs = vec![(&s, fixed(0, 1)), (&s, fixed(1, 2)), (&s, fixed(5, 3))];
+    let (acc, cqes) = support::exchange(&mut ring, &reqs, LINGER)?;
+    let ok = acc.outcomes[&1].res.expect("complete stream");
+    expect(ok == 100, || {
+        format!(
+            "a send from registered buffer 0 (in range) completed with {} (CQEs: {})",
+            support::show_res(ok),
+            show(&cqes)
+        )
+    })?;
+    let past = expect_errno(
+        ctx,
+        &["index_1_of_1", "index_5_of_1"],
+        &reqs[1..],
+        &acc,
+        &cqes,
+        libc::EFAULT,
+    )?;
+    Ok(Verdict::pass(format!("{none}; {past}; index 0 sent")))
+}
+
+fn unconnected_tcp(ctx: &mut Ctx) -> Result<Verdict> {
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).context("socket(AF_INET, TCP)")?;
+    let mut ring = support::ring()?;
+    let data = support::pattern(100);
+    let reqs = vec![(
+        &s,
+        support::request(SendOp::SendZc, &data, 100, false, false, 1),
+    )];
+    let (acc, cqes) = support::exchange(&mut ring, &reqs, LINGER)?;
+    let summary = expect_errno(ctx, &["send_zc"], &reqs, &acc, &cqes, libc::EPIPE)?;
+    Ok(Verdict::pass(summary))
+}
+
+fn so_zerocopy_not_needed(ctx: &mut Ctx) -> Result<Verdict> {
+    let lo = Loopback::new(None)?;
+    let conn = Conn {
+        proto: Proto::Tcp,
+        family: Family::V4,
+    };
+    let (s, r) = support::connect(&lo, conn)?;
+    let sink = Sink::start(r, true)?;
+    let opt = zerocopy::get_so_zerocopy(s.as_fd()).context("getsockopt(SO_ZEROCOPY)")?;
+    expect(opt == 0, || {
+        format!("a fresh socket reports SO_ZEROCOPY={opt}")
+    })?;
+    let len = 64 * 1024;
+    let data = support::pattern(len);
+    let mut ring = support::ring()?;
+    let reqs = vec![(
+        &s,
+        support::request(SendOp::SendZc, &data, len, false, false, 1),
+    )];
+    let (acc, cqes) = support::exchange(&mut ring, &reqs, Duration::ZERO)?;
+    let o = acc.outcomes[&1];
+    let res = o.res.expect("complete stream");
+    expect(res > 0, || {
+        format!(
+            "SEND_ZC without SO_ZEROCOPY failed: {} (CQEs: {})",
+            support::show_res(res),
+            show(&cqes)
+        )
+    })?;
+    ctx.observe("f_more", o.more);
+    let queued = errqueue::drain(s.as_fd())?;
+    expect(queued.is_empty(), || {
+        format!(
+            "io_uring left {} entries on the socket's error queue",
+            queued.len()
+        )
+    })?;
+    drop(s);
+    let got = sink.finish()?;
+    expect(
+        got.len() == res as usize && got[..] == data[..res as usize],
+        || {
+            format!(
+                "the completion reported {res} bytes, the receiver got {} (or other bytes)",
+                got.len()
+            )
+        },
+    )?;
+    Ok(Verdict::pass(format!(
+        "{res} bytes sent and received without SO_ZEROCOPY{}",
+        if o.more { ", notification posted" } else { "" }
+    )))
+}
