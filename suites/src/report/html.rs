@@ -1,0 +1,3 @@
+pub fn render(_: &super::matrix::Matrix, _: &std::path::Path) -> String {
+    todo!()
+}
