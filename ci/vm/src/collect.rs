@@ -111,9 +111,14 @@ fn why_no_frame(boot: &Boot, s: &RunSettings, frame_error: &str) -> String {
         )
     } else if boot.init_up.is_none() {
         format!(
-            "the kernel did not reach the init (qemu ended: {}{})",
+            "the kernel did not reach the init (qemu ended: {}{}{})",
             boot.status.map(|s| s.to_string()).unwrap_or_default(),
-            qemu_err.map(|e| format!("; {e}")).unwrap_or_default()
+            qemu_err.map(|e| format!("; {e}")).unwrap_or_default(),
+            if boot.console_tail.is_empty() {
+                "; the console stayed silent"
+            } else {
+                ""
+            }
         )
     } else {
         frame_error.to_string()

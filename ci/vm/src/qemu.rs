@@ -90,7 +90,14 @@ pub fn boot(vm: &Vm) -> Result<Boot> {
     let port = vm.work.join("report-port.bin");
     let console_log = vm.work.join("console.log");
     let _ = std::fs::remove_file(&port);
-    let mut append = vec!["console=ttyS0", "panic=-1", "quiet", "loglevel=3"];
+    // earlycon: a kernel that dies before its serial driver registers still says why.
+    let mut append = vec![
+        "earlycon=uart8250,io,0x3f8,115200",
+        "console=ttyS0",
+        "panic=-1",
+        "quiet",
+        "loglevel=3",
+    ];
     append.extend_from_slice(vm.append);
     let mut cmd = Command::new(crate::setup::QEMU);
     cmd.args(vm.accel.args())

@@ -1340,7 +1340,10 @@ pub(crate) mod tests {
         let text = good.to_json();
         let truncated = dir.join("truncated.json");
         std::fs::write(&truncated, &text[..text.len() / 2]).unwrap();
-        let e = format!("{:#}", Matrix::load(std::slice::from_ref(&truncated)).unwrap_err());
+        let e = format!(
+            "{:#}",
+            Matrix::load(std::slice::from_ref(&truncated)).unwrap_err()
+        );
         assert!(
             e.contains("truncated.json") && e.contains("EOF while parsing"),
             "{e}"
