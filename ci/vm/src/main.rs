@@ -126,6 +126,11 @@ struct RunArgs {
     /// Echo every VM's console, prefixed with its label.
     #[arg(long, short)]
     verbose: bool,
+    /// Also exit 1 when a report shows the runner did not give the suite what it needs: an
+    /// `error` outcome, a blocked `env.*` probe, or a wanted module the kernel lacks (a
+    /// `fail` is the kernel's, not the runner's, and does not count).
+    #[arg(long)]
+    strict: bool,
     /// Use these static binaries instead of building them.
     #[arg(long, requires = "init")]
     zccheck: Option<PathBuf>,
@@ -184,10 +189,12 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Run { labels, out, args } => {
             let out = absolute(out);
+            let strict = args.strict;
             let done = run_kernels(&list_path, labels, out, args)?;
-            Ok(exit_code(&done))
+            Ok(exit_code(&done, strict))
         }
         Cmd::Matrix { args } => {
+            let strict = args.strict;
             let ws = paths::workspace();
             let out = ws.join("fixtures/reports");
             let done = run_kernels(&list_path, vec![], out, args)?;
@@ -198,10 +205,13 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             std::fs::write(&md, matrix.markdown(&ws))
                 .with_context(|| format!("writing {}", md.display()))?;
             std::fs::create_dir_all(ws.join("docs"))?;
-            std::fs::write(&html, zccheck::report::html::render(&matrix, &ws))
-                .with_context(|| format!("writing {}", html.display()))?;
+            std::fs::write(
+                &html,
+                zccheck::report::html::render(&matrix, &ws.join("docs")),
+            )
+            .with_context(|| format!("writing {}", html.display()))?;
             eprintln!("zccheck-vm: wrote {} and {}", md.display(), html.display());
-            Ok(exit_code(&done))
+            Ok(exit_code(&done, strict))
         }
     }
 }
@@ -227,6 +237,7 @@ fn run_kernels(
     }
     let binaries = match (a.zccheck, a.init) {
         (Some(zccheck), Some(init)) => {
+            let (zccheck, init) = (absolute(zccheck), absolute(init));
             build::ensure_static(&zccheck)?;
             build::ensure_static(&init)?;
             build::StaticBinaries { zccheck, init }
@@ -268,20 +279,75 @@ fn run_kernels(
     run::run(&opts)
 }
 
-/// 0 when every kernel produced its report (whatever its verdicts), 1 otherwise.
-fn exit_code(done: &[run::Done]) -> ExitCode {
+/// 0 when every kernel produced its report (whatever its verdicts), 1 otherwise; with
+/// `strict`, also 1 when a report shows the suite lacked something the runner provides.
+fn exit_code(done: &[run::Done], strict: bool) -> ExitCode {
     let bad: Vec<&str> = done
         .iter()
         .filter(|d| !d.ok)
         .map(|d| d.label.as_str())
         .collect();
-    if bad.is_empty() {
-        eprintln!("zccheck-vm: all {} kernels reported", done.len());
-        ExitCode::SUCCESS
-    } else {
+    if !bad.is_empty() {
         eprintln!("zccheck-vm: no report from {}", bad.join(", "));
-        ExitCode::from(1)
+        return ExitCode::from(1);
     }
+    if strict {
+        let problems: Vec<String> = done
+            .iter()
+            .flat_map(|d| {
+                runner_problems(&d.file)
+                    .into_iter()
+                    .map(move |p| format!("{}: {p}", d.label))
+            })
+            .collect();
+        if !problems.is_empty() {
+            eprintln!(
+                "zccheck-vm: the runner left the suite short:\n  {}",
+                problems.join("\n  ")
+            );
+            return ExitCode::from(1);
+        }
+    }
+    eprintln!("zccheck-vm: all {} kernels reported", done.len());
+    ExitCode::SUCCESS
+}
+
+/// What in a report points at the runner rather than the kernel.
+fn runner_problems(file: &std::path::Path) -> Vec<String> {
+    let report = match zccheck::report::Report::load(file) {
+        Ok(r) => r,
+        Err(e) => return vec![format!("{e:#}")],
+    };
+    let mut out: Vec<String> = report
+        .cases
+        .iter()
+        .filter(|c| c.outcome == zccheck::outcome::Outcome::Error)
+        .map(|c| {
+            format!(
+                "error in {}: {}",
+                c.id,
+                c.reason.lines().next().unwrap_or("")
+            )
+        })
+        .collect();
+    out.extend(
+        report
+            .probes
+            .iter()
+            .filter(|p| {
+                p.name.starts_with("env.")
+                    && matches!(p.answer, zccheck::probes::Answer::Blocked(_))
+            })
+            .map(|p| format!("probe {} blocked: {}", p.name, p.answer.detail())),
+    );
+    if let Ok(Some(p)) = zccheck::report::matrix::Provenance::of(&report) {
+        out.extend(
+            p.missing_modules
+                .iter()
+                .map(|m| format!("module {m} is missing")),
+        );
+    }
+    out
 }
 
 fn absolute(p: PathBuf) -> PathBuf {
