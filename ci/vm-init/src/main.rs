@@ -40,10 +40,12 @@ fn main() {
             frame::encode(Kind::Failure, format!("{e:#}").as_bytes())
         }
     };
+    let started = uptime();
     match send(&frame) {
         Ok(()) => say(&format!(
-            "{MARK_SENT} ({} bytes) at {:.2}s",
+            "{MARK_SENT} ({} bytes in {:.2}s) at {:.2}s",
             frame.len(),
+            uptime() - started,
             uptime()
         )),
         Err(e) => say(&format!("cannot send the report: {e:#}")),
