@@ -2,7 +2,7 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use harness::privileges::{self, Privileges};
 use zccheck::outcome::Outcome;
 use zccheck::registry;
-use zccheck::report::{junit, ktap, terminal};
+use zccheck::report::{junit, ktap, terminal, Report};
 use zccheck::run::{execute, probe_all, requirements_of};
 use zccheck::runner::{self, RunOptions};
 
@@ -46,6 +46,21 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Merge reports (one per kernel) into the compatibility matrix (Markdown, and HTML).
+    Matrix {
+        /// Report files (`zccheck run --json`, or the VM runner's).
+        #[arg(required = true)]
+        reports: Vec<PathBuf>,
+        /// Write the Markdown matrix here.
+        #[arg(short, long)]
+        out: PathBuf,
+        /// Also write a static HTML page of the matrix here.
+        #[arg(long)]
+        html: Option<PathBuf>,
+    },
+    /// What changed from report A to report B: new passes, new failures, changed observed
+    /// facts and probe answers. Exits 1 when B has new failures.
+    Diff { a: PathBuf, b: PathBuf },
     /// Internal: run one case in this process and print its result.
     #[command(name = "__case", hide = true)]
     Case {
@@ -108,6 +123,10 @@ fn main() -> ExitCode {
         Cmd::Run(args) => cmd_run(args),
         Cmd::List { filter } => cmd_list(&filter).map(|_| ExitCode::SUCCESS),
         Cmd::Probe { json } => cmd_probe(json).map(|_| ExitCode::SUCCESS),
+        Cmd::Matrix { reports, out, html } => {
+            cmd_matrix(&reports, &out, html.as_deref()).map(|_| ExitCode::SUCCESS)
+        }
+        Cmd::Diff { a, b } => cmd_diff(&a, &b),
         Cmd::Case { id, seed, cases } => cmd_case(&id, seed, cases).map(|_| ExitCode::SUCCESS),
     };
     match result {
@@ -235,6 +254,40 @@ fn cmd_probe(json: bool) -> Result<()> {
         println!("{:<width$}  {word:<7}  {detail}", r.name);
     }
     Ok(())
+}
+
+fn cmd_matrix(reports: &[PathBuf], out: &Path, html: Option<&Path>) -> Result<()> {
+    let m = zccheck::report::matrix::Matrix::load(reports)?;
+    let folder = |p: &Path| match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::write(out, m.markdown(&folder(out)))
+        .with_context(|| format!("writing {}", out.display()))?;
+    if let Some(h) = html {
+        std::fs::write(h, zccheck::report::html::render(&m, &folder(h)))
+            .with_context(|| format!("writing {}", h.display()))?;
+    }
+    eprintln!(
+        "zccheck: matrix of {} kernels x {} cases written to {}{}",
+        m.columns.len(),
+        m.rows.len(),
+        out.display(),
+        html.map(|h| format!(" and {}", h.display()))
+            .unwrap_or_default()
+    );
+    Ok(())
+}
+
+fn cmd_diff(a: &Path, b: &Path) -> Result<ExitCode> {
+    let (ra, rb) = (Report::load(a)?, Report::load(b)?);
+    let d = zccheck::report::diff::diff(&ra, &rb);
+    print!("{}", d.render());
+    Ok(if d.has_new_failures() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn cmd_case(id: &str, seed: u64, cases: u32) -> Result<()> {

@@ -1,0 +1,359 @@
+//! `zccheck-vm`: runs the zccheck suite in VMs across kernel versions and publishes the matrix.
+//!
+//! ```text
+//! cargo run -p zccheck-vm -- matrix          # every kernel of ci/kernels.toml -> fixtures/reports, REPORT.md
+//! cargo run -p zccheck-vm -- run 5.10        # one kernel -> target/vm-reports/5.10.json
+//! cargo run -p zccheck-vm -- run --kernel bzImage --modules DIR --label mine
+//! ```
+
+mod apt;
+mod build;
+mod collect;
+mod config;
+mod debver;
+mod initramfs;
+mod kernel;
+mod modules;
+mod native;
+mod paths;
+mod qemu;
+mod run;
+mod setup;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+use crate::collect::RunSettings;
+use crate::config::KernelList;
+use crate::qemu::Accel;
+
+#[derive(Parser)]
+#[command(
+    name = "zccheck-vm",
+    version,
+    about = "Runs zccheck in VMs across kernel versions and builds the matrix"
+)]
+struct Cli {
+    /// The kernel list.
+    #[arg(long, global = true)]
+    kernels: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install the host tools the runner needs (qemu), or print how with --print.
+    Setup {
+        #[arg(long)]
+        print: bool,
+    },
+    /// Show which package and version each kernel of the list resolves to.
+    List {
+        /// Refresh the package lists first.
+        #[arg(long)]
+        refresh: bool,
+    },
+    /// Run the suite on some kernels (default: all of the list); one report per kernel.
+    Run {
+        /// Labels from the kernel list (`native` is the machine's own kernel).
+        labels: Vec<String>,
+        /// Where the reports go (LABEL.json).
+        #[arg(long, default_value = "target/vm-reports")]
+        out: PathBuf,
+        #[command(flatten)]
+        args: RunArgs,
+    },
+    /// Run every kernel of the list into fixtures/reports, then write REPORT.md and the
+    /// HTML page from those reports: the one command that regenerates everything.
+    Matrix {
+        #[command(flatten)]
+        args: RunArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Boot this kernel image (bzImage) instead of, or besides (with labels), the list's.
+    #[arg(long)]
+    kernel: Option<PathBuf>,
+    /// Its modules: a folder holding lib/modules/RELEASE, or RELEASE, or the modules
+    /// themselves.
+    #[arg(long, requires = "kernel")]
+    modules: Option<PathBuf>,
+    /// Its configuration file (else MODULES/config if there).
+    #[arg(long, requires = "kernel")]
+    config: Option<PathBuf>,
+    /// The column label of --kernel.
+    #[arg(long, default_value = "custom", requires = "kernel")]
+    label: String,
+    /// VMs at a time.
+    #[arg(long, default_value_t = 2)]
+    jobs: usize,
+    /// Seconds a kernel has from boot to report before it is stopped and reported as hung.
+    #[arg(long, default_value_t = 300)]
+    timeout: u64,
+    #[arg(long, value_enum, default_value_t = Accel::Auto)]
+    accel: Accel,
+    /// vCPUs per VM.
+    #[arg(long, default_value_t = 1)]
+    smp: u32,
+    /// Memory per VM in MiB.
+    #[arg(long, default_value_t = 512)]
+    memory: u32,
+    /// Random cases per property test (the same on every kernel, so columns compare).
+    #[arg(long, default_value_t = 64)]
+    cases: u32,
+    /// Seed of every run (fixed, so a regenerated matrix runs the same random cases).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Time limit of one case, in seconds.
+    #[arg(long, default_value_t = 60)]
+    case_timeout: u64,
+    /// Only cases matching these patterns (as `zccheck run --filter`).
+    #[arg(long, value_delimiter = ',')]
+    filter: Vec<String>,
+    /// Refresh the package lists even if they are less than a day old.
+    #[arg(long)]
+    refresh: bool,
+    /// Install missing host tools first (qemu; root only).
+    #[arg(long)]
+    setup: bool,
+    /// Echo every VM's console, prefixed with its label.
+    #[arg(long, short)]
+    verbose: bool,
+    /// Also exit 1 when a report shows the runner did not give the suite what it needs: an
+    /// `error` outcome, a blocked `env.*` probe, or a wanted module the kernel lacks (a
+    /// `fail` is the kernel's, not the runner's, and does not count).
+    #[arg(long)]
+    strict: bool,
+    /// Use these static binaries instead of building them.
+    #[arg(long, requires = "init")]
+    zccheck: Option<PathBuf>,
+    #[arg(long, requires = "zccheck")]
+    init: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("zccheck-vm: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<ExitCode> {
+    let list_path = cli
+        .kernels
+        .clone()
+        .unwrap_or_else(paths::default_kernel_list);
+    match cli.command {
+        Cmd::Setup { print } => {
+            let steps = setup::plan()?;
+            if steps.is_empty() {
+                eprintln!("zccheck-vm: the host has everything the runner needs");
+            } else if print {
+                steps.iter().for_each(|s| println!("{s}"));
+            } else {
+                setup::run(&steps)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::List { refresh } => {
+            let list = KernelList::load(&list_path)?;
+            let apt = apt::Apt::new(&paths::cache_dir(), &list.suites)?;
+            apt.update(refresh)?;
+            for k in &list.kernels {
+                match apt.resolve(k) {
+                    Ok(r) => println!(
+                        "{:<8} {} {}  (uname -r {})",
+                        k.label,
+                        r.packages.join(" + "),
+                        r.version,
+                        r.release
+                    ),
+                    Err(e) => println!("{:<8} unresolved: {e:#}", k.label),
+                }
+            }
+            if let Some(n) = &list.native {
+                println!("{:<8} this machine's kernel, run natively", n.label);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Run { labels, out, args } => {
+            let out = absolute(out);
+            let strict = args.strict;
+            let done = run_kernels(&list_path, labels, out, args)?;
+            Ok(exit_code(&done, strict))
+        }
+        Cmd::Matrix { args } => {
+            let strict = args.strict;
+            let ws = paths::workspace();
+            let out = ws.join("fixtures/reports");
+            let done = run_kernels(&list_path, vec![], out, args)?;
+            let files: Vec<PathBuf> = done.iter().map(|d| d.file.clone()).collect();
+            let matrix = zccheck::report::matrix::Matrix::load(&files)?;
+            let md = ws.join("REPORT.md");
+            let html = ws.join("docs/matrix.html");
+            std::fs::write(&md, matrix.markdown(&ws))
+                .with_context(|| format!("writing {}", md.display()))?;
+            std::fs::create_dir_all(ws.join("docs"))?;
+            std::fs::write(
+                &html,
+                zccheck::report::html::render(&matrix, &ws.join("docs")),
+            )
+            .with_context(|| format!("writing {}", html.display()))?;
+            eprintln!("zccheck-vm: wrote {} and {}", md.display(), html.display());
+            Ok(exit_code(&done, strict))
+        }
+    }
+}
+
+fn run_kernels(
+    list_path: &std::path::Path,
+    labels: Vec<String>,
+    out: PathBuf,
+    a: RunArgs,
+) -> Result<Vec<run::Done>> {
+    let list = KernelList::load(list_path)?;
+    let steps = setup::plan()?;
+    if !steps.is_empty() {
+        if !a.setup {
+            let shown: Vec<String> = steps.iter().map(|s| format!("  {s}")).collect();
+            bail!(
+                "{} is missing; add --setup to install it, or run:\n{}",
+                setup::QEMU,
+                shown.join("\n")
+            );
+        }
+        setup::run(&steps)?;
+    }
+    let binaries = match (a.zccheck, a.init) {
+        (Some(zccheck), Some(init)) => {
+            let (zccheck, init) = (absolute(zccheck), absolute(init));
+            build::ensure_static(&zccheck)?;
+            build::ensure_static(&init)?;
+            build::StaticBinaries { zccheck, init }
+        }
+        _ => build::build(&paths::workspace())?,
+    };
+    let custom = a.kernel.map(|image| run::Custom {
+        label: a.label.clone(),
+        image: absolute(image),
+        modules: a.modules.map(absolute),
+        config: a.config.map(absolute),
+    });
+    if let Some(c) = &custom {
+        if !config::is_label(&c.label) {
+            bail!("--label {:?} must be [A-Za-z0-9._-]", c.label);
+        }
+    }
+    let opts = run::Options {
+        list,
+        labels,
+        custom,
+        out,
+        cache: paths::cache_dir(),
+        jobs: a.jobs,
+        accel: a.accel,
+        smp: a.smp,
+        memory_mb: a.memory,
+        settings: RunSettings {
+            filter: a.filter,
+            seed: a.seed,
+            cases: a.cases,
+            case_timeout_s: a.case_timeout,
+            vm_timeout: Duration::from_secs(a.timeout),
+        },
+        refresh: a.refresh,
+        verbose: a.verbose,
+        binaries,
+    };
+    run::run(&opts)
+}
+
+/// 0 when every kernel produced its report (whatever its verdicts), 1 otherwise; with
+/// `strict`, also 1 when a report shows the suite lacked something the runner provides.
+fn exit_code(done: &[run::Done], strict: bool) -> ExitCode {
+    let bad: Vec<&str> = done
+        .iter()
+        .filter(|d| !d.ok)
+        .map(|d| d.label.as_str())
+        .collect();
+    if !bad.is_empty() {
+        eprintln!("zccheck-vm: no report from {}", bad.join(", "));
+        return ExitCode::from(1);
+    }
+    if strict {
+        let problems: Vec<String> = done
+            .iter()
+            .flat_map(|d| {
+                runner_problems(&d.file)
+                    .into_iter()
+                    .map(move |p| format!("{}: {p}", d.label))
+            })
+            .collect();
+        if !problems.is_empty() {
+            eprintln!(
+                "zccheck-vm: the runner left the suite short:\n  {}",
+                problems.join("\n  ")
+            );
+            return ExitCode::from(1);
+        }
+    }
+    eprintln!("zccheck-vm: all {} kernels reported", done.len());
+    ExitCode::SUCCESS
+}
+
+/// What in a report points at the runner rather than the kernel.
+fn runner_problems(file: &std::path::Path) -> Vec<String> {
+    let report = match zccheck::report::Report::load(file) {
+        Ok(r) => r,
+        Err(e) => return vec![format!("{e:#}")],
+    };
+    let mut out: Vec<String> = report
+        .cases
+        .iter()
+        .filter(|c| c.outcome == zccheck::outcome::Outcome::Error)
+        .map(|c| {
+            format!(
+                "error in {}: {}",
+                c.id,
+                c.reason.lines().next().unwrap_or("")
+            )
+        })
+        .collect();
+    out.extend(
+        report
+            .probes
+            .iter()
+            .filter(|p| {
+                p.name.starts_with("env.")
+                    && matches!(p.answer, zccheck::probes::Answer::Blocked(_))
+            })
+            .map(|p| format!("probe {} blocked: {}", p.name, p.answer.detail())),
+    );
+    if let Ok(Some(p)) = zccheck::report::matrix::Provenance::of(&report) {
+        out.extend(
+            p.missing_modules
+                .iter()
+                .map(|m| format!("module {m} is missing")),
+        );
+    }
+    out
+}
+
+fn absolute(p: PathBuf) -> PathBuf {
+    if p.is_absolute() {
+        p
+    } else {
+        std::env::current_dir().map(|d| d.join(&p)).unwrap_or(p)
+    }
+}
