@@ -140,6 +140,13 @@ impl Topology for Pair {
     }
 }
 
+/// Options of a [`DeadEnd`].
+#[derive(Debug, Clone, Default)]
+pub struct DeadEndConfig {
+    /// Offloads switched off on the sender's veth (as `ethtool -K zc-a sg off`).
+    pub sender_offloads_off: Vec<Offload>,
+}
+
 /// A veth whose peer is down: the sender's packets are dropped at transmit, never received by
 /// anyone. The one on-host path where UDP zero-copy data is not copied on every kernel.
 /// `target` is the (unreachable) peer, reachable by a permanent neighbour entry.
@@ -147,20 +154,28 @@ pub struct DeadEnd {
     pub a: Host,
     /// The peer's addresses; nothing answers there.
     pub target: Host,
+    config: DeadEndConfig,
 }
 
 impl DeadEnd {
     pub fn new() -> Result<Self> {
+        Self::with(DeadEndConfig::default())
+    }
+
+    pub fn with(config: DeadEndConfig) -> Result<Self> {
         let (a, target) = veth_hosts(
             ("deadend-a", "zc-a", Ipv4Addr::new(198, 18, 0, 1), v6(0, 1)),
             ("deadend-b", "zc-b", Ipv4Addr::new(198, 18, 0, 2), v6(0, 2)),
             24,
         )?;
         let mac = netlink::link_mac(&target.ns, &target.ifname)?;
+        for off in &config.sender_offloads_off {
+            ethtool::set(&a.ns, &a.ifname, *off, false)?;
+        }
         netlink::set_up(&a.ns, &a.ifname)?;
         netlink::add_neighbour(&a.ns, &a.ifname, IpAddr::V4(target.v4), mac)?;
         netlink::add_neighbour(&a.ns, &a.ifname, IpAddr::V6(target.v6), mac)?;
-        Ok(DeadEnd { a, target })
+        Ok(DeadEnd { a, target, config })
     }
 }
 
@@ -175,7 +190,7 @@ impl Topology for DeadEnd {
         TopologyInfo {
             kind: "deadend",
             mtu: None,
-            offloads_off: vec![],
+            offloads_off: self.config.sender_offloads_off.clone(),
         }
     }
 }
