@@ -1,14 +1,24 @@
-//! The `send` area: MSG_ZEROCOPY and its completion notifications (SEMANTICS.md §1–6).
+//! The `send` area: MSG_ZEROCOPY and its completion notifications (SEMANTICS.md §1–6, §12).
+//!
+//! One module per group of promises: opting in and detection (`opt_in`), the notification
+//! format (`format`), the id counter (`counter`), the stateful property of ids and their
+//! coalescing (`coalescing`).
 
-mod basics;
 mod coalescing;
+mod copied;
+mod counter;
 pub mod flow;
+mod format;
+mod opt_in;
 
 use crate::case::Case;
 
 pub fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
-    cases.extend(basics::cases());
+    cases.extend(opt_in::cases());
+    cases.extend(format::cases());
+    cases.extend(counter::cases());
+    cases.extend(copied::cases());
     cases.extend(coalescing::cases());
     cases
 }
