@@ -9,6 +9,7 @@ mod copied;
 mod counter;
 pub mod flow;
 mod format;
+mod limits;
 mod opt_in;
 
 use crate::case::Case;
@@ -19,6 +20,7 @@ pub fn cases() -> Vec<Case> {
     cases.extend(format::cases());
     cases.extend(counter::cases());
     cases.extend(copied::cases());
+    cases.extend(limits::cases());
     cases.extend(coalescing::cases());
     cases
 }
