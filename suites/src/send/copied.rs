@@ -89,7 +89,7 @@ pub fn cases() -> Vec<Case> {
                 )
             };
             Case::new(id, Area::Send, title, v.requires(), move |ctx| {
-                cell(ctx, v, tstamp)
+                cell(ctx, v, tstamp, false)
             })
         })
         .collect();
@@ -101,6 +101,26 @@ pub fn cases() -> Vec<Case> {
          (R3.3, recorded)",
         v.requires(),
         move |ctx| merge(ctx, v),
+    ));
+    // The proof that a cell can fail on real notifications: the dead-end cell judged
+    // against an inverted table must fail (hidden: `--filter selftest.send_model`).
+    cases.push(Case::new(
+        "selftest.send_model.copied_table_inverted",
+        Area::Selftest,
+        "the dead-end COPIED cell, judged against an inverted table, fails",
+        v.requires(),
+        move |ctx| match cell(ctx, v, false, true) {
+            Ok(_) => Err(crate::outcome::fail(
+                "an inverted truth table passed: the cell cannot fail",
+            )),
+            Err(e) => match e.downcast::<crate::outcome::Stop>() {
+                Ok(crate::outcome::Stop::Fail { reason, .. }) => {
+                    Ok(Verdict::pass(format!("the cell failed: {reason}")))
+                }
+                Ok(other) => Err(other.into()),
+                Err(e) => Err(e),
+            },
+        },
     ));
     cases
 }
@@ -230,7 +250,8 @@ fn is_timestamp(e: &ErrQueueEntry) -> bool {
     e.cmsg_level == Some(libc::SOL_SOCKET) && e.cmsg_type == Some(libc::SCM_TIMESTAMPING)
 }
 
-fn cell(ctx: &mut Ctx, v: Variant, tstamp: bool) -> Result<Verdict> {
+/// `invert` swaps the promises "copied" and "not copied" (for the selftest only).
+fn cell(ctx: &mut Ctx, v: Variant, tstamp: bool, invert: bool) -> Result<Verdict> {
     pin_to_one_cpu()?;
     let net = v.build()?;
     let conn = net.connect(true)?;
@@ -251,7 +272,14 @@ fn cell(ctx: &mut Ctx, v: Variant, tstamp: bool) -> Result<Verdict> {
             enable_tx_timestamps(&conn.sender)?;
             stamped = true;
         }
-        let (want, why) = expect(&route(v, shot, mss));
+        let (mut want, why) = expect(&route(v, shot, mss));
+        if invert {
+            want = match want {
+                Expect::Copied => Expect::NotCopied,
+                Expect::NotCopied => Expect::Copied,
+                other => other,
+            };
+        }
         for part in 0..shot.parts {
             let more = part + 1 < shot.parts;
             let n = zc_send(&conn.sender, &buf[..shot.len], more)
