@@ -120,6 +120,7 @@ impl Pair {
         for h in [&a, &b] {
             netlink::set_up(&h.ns, &h.ifname)?;
         }
+        know_each_other(&a, &b)?;
         Ok(Pair { a, b, config })
     }
 }
@@ -255,6 +256,22 @@ impl Forward {
                 netlink::add_neighbour(&router, "zc-rb", IpAddr::V6(b.v6), mac)?;
             }
         }
+        let ra = Host {
+            ns: router.clone(),
+            ifname: "zc-ra".into(),
+            v4: ra_v4,
+            v6: ra_v6,
+        };
+        know_each_other(&a, &ra)?;
+        if exit == Exit::Delivered {
+            let rb = Host {
+                ns: router.clone(),
+                ifname: "zc-rb".into(),
+                v4: rb_v4,
+                v6: rb_v6,
+            };
+            know_each_other(&b, &rb)?;
+        }
         netlink::add_route(
             &a.ns,
             IpAddr::V4(Ipv4Addr::new(198, 18, 2, 0)),
@@ -299,6 +316,19 @@ impl Topology for Forward {
             offloads_off: vec![],
         }
     }
+}
+
+/// Permanent neighbour entries both ways, so no first packet waits for ARP or neighbour
+/// discovery. A solicitation sent while a fresh veth's queue is still being activated is
+/// lost and retried only a second later, which would delay the first datagram (and its
+/// zero-copy completion) by that second.
+fn know_each_other(x: &Host, y: &Host) -> Result<()> {
+    for (from, to) in [(x, y), (y, x)] {
+        let mac = netlink::link_mac(&to.ns, &to.ifname)?;
+        netlink::add_neighbour(&from.ns, &from.ifname, IpAddr::V4(to.v4), mac)?;
+        netlink::add_neighbour(&from.ns, &from.ifname, IpAddr::V6(to.v6), mac)?;
+    }
+    Ok(())
 }
 
 /// fd00:5a:<subnet>::<host>.

@@ -25,18 +25,21 @@
 
 use std::cell::RefCell;
 use std::fmt;
+use std::os::fd::AsFd;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use harness::sockets::{Family, Proto};
+use harness::sockets::{self, Family, Proto, Sink};
 use harness::sys::errqueue::{self, Completion, ErrQueueEntry};
+use harness::sys::zerocopy;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use serde::Serialize;
 use socket2::Socket;
 
 use super::flow::{
-    await_ids, covered, errno_result, pin_to_one_cpu, show, zc_send, Net, Path, Variant,
+    await_ids, completions, covered, errno_result, pin_to_one_cpu, show, zc_send, Net, Path,
+    StreamReader, Variant,
 };
 use crate::case::{Area, Case, Ctx};
 use crate::model::coalescing::{Behaviour, CopyRule, IdModel, Mutation, SendCall, MAX_UDP_PAYLOAD};
@@ -202,8 +205,20 @@ pub fn run(ctx: &mut Ctx, v: Variant, tamper: Tamper) -> Result<Verdict> {
     }
     let buf = vec![0xa5u8; TCP_MAX];
     let tally = RefCell::new(Tally::default());
+    let udp_receiver = match (v.proto, v.path.delivers()) {
+        (Proto::Udp, true) => {
+            let r = net.topo.receiver();
+            let sock = sockets::socket_in(&r.ns, v.family, Proto::Udp)?;
+            sock.bind(&std::net::SocketAddr::new(r.ip(v.family), 0).into())
+                .context("bind the UDP receiver")?;
+            let to = sockets::local_addr(&sock)?;
+            Some((to, Sink::start(sock, false)?))
+        }
+        _ => None,
+    };
     let setup = Setup {
         net: &net,
+        udp_receiver,
         buf: &buf,
         behaviour,
         copy_rule: copy_rule(v.path),
@@ -235,27 +250,41 @@ fn observe_behaviour(net: &Net) -> Result<Behaviour> {
     }
     let conn = net.connect(true)?;
     let _sink = conn.sink()?;
+    // A first datagram, completed before anything is measured (id 0).
+    zc_send(&conn.sender, &[1], false).context("one-byte UDP send")?;
+    let warm = await_ids(&conn.sender, 1)?;
+    anyhow::ensure!(
+        covered(&warm) == 1,
+        "a one-byte UDP send was not completed: {warm:?}"
+    );
     zc_send(&conn.sender, &[], false).context("zero-length UDP send")?;
     zc_send(&conn.sender, &[1], false).context("one-byte UDP send")?;
-    // The one-byte send is id 1 if the empty one took id 0. Two ids seen settle it; one id
-    // seen and nothing more within the wait means the empty send took none.
-    let entries = errqueue::collect_until(conn.sender_fd(), Duration::from_millis(500), |got| {
-        covered(got) >= 2
-    })
-    .context("reading the error queue")?
-    .0;
-    let ids = covered(&entries);
-    anyhow::ensure!(
-        ids >= 1,
-        "a one-byte UDP send was not completed within 500 ms: {entries:?}"
-    );
-    Ok(Behaviour {
-        zero_length_udp_takes_id: ids >= 2,
-    })
+    // The last send is id 2 if the empty one took id 1, else id 1. Seeing id 2 settles it;
+    // seeing only id 1, the answer is "no id" once id 2 has had time to show up.
+    let mut got = completions(&await_ids(&conn.sender, 1)?);
+    if !got.iter().any(|c| c.hi == 2) {
+        errqueue::wait_err(conn.sender_fd(), Duration::from_millis(300))?;
+        got.extend(completions(&errqueue::drain(conn.sender_fd())?));
+    }
+    let top = got.iter().map(|c| c.hi).max();
+    match top {
+        Some(2) => Ok(Behaviour {
+            zero_length_udp_takes_id: true,
+        }),
+        Some(1) => Ok(Behaviour {
+            zero_length_udp_takes_id: false,
+        }),
+        _ => Err(fail_with(
+            "a zero-length and a one-byte UDP send were reported with unexpected ids",
+            format!("after id 0: {}", show(&got)),
+        )),
+    }
 }
 
 struct Setup<'a> {
     net: &'a Net,
+    /// UDP over a delivering path: one receiver, read by one sink, for the whole case.
+    udp_receiver: Option<(std::net::SocketAddr, Sink)>,
     buf: &'a [u8],
     behaviour: Behaviour,
     copy_rule: CopyRule,
@@ -282,11 +311,34 @@ impl Trace<'_> {
 }
 
 impl Setup<'_> {
+    /// A fresh sender (ids from 0): a new TCP connection with a reader of its own, or a UDP
+    /// socket sending to the case's one receiver, or to nobody on a dead-end path.
+    ///
+    /// The TCP receiver is returned too: it must stay open until the sequence ends, or a
+    /// shutdown followed by the reader's close would end the connection under the sender.
+    fn connect(&self) -> Result<(Socket, Option<(StreamReader, Socket)>)> {
+        match (&self.udp_receiver, self.net.variant.proto) {
+            (Some((to, _)), _) => {
+                let s = sockets::udp_to(&self.net.topo.sender().ns, *to)?;
+                zerocopy::set_so_zerocopy(s.as_fd(), true).context("SO_ZEROCOPY")?;
+                Ok((s, None))
+            }
+            (None, Proto::Tcp) => {
+                let c = self.net.connect(true)?;
+                let r = c
+                    .receiver
+                    .map(|r| Ok::<_, anyhow::Error>((StreamReader::start(r.try_clone()?), r)))
+                    .transpose()?;
+                Ok((c.sender, r))
+            }
+            (None, Proto::Udp) => Ok((self.net.connect(true)?.sender, None)),
+        }
+    }
+
     /// Runs one sequence on a fresh socket (so ids start at 0) and checks every step.
     fn run_sequence(&self, ops: &[Op], tally: &mut Tally) -> Result<()> {
         let proto = self.net.variant.proto;
-        let conn = self.net.connect(true)?;
-        let sink = conn.sink()?;
+        let (sender, reader) = self.connect()?;
         let mut model =
             IdModel::new(proto, self.behaviour, self.copy_rule).with_mutation(self.tamper.mutation);
         // An untampered copy decides how long to wait for completions, so that a mutated
@@ -305,24 +357,17 @@ impl Setup<'_> {
                         len: *len,
                         more: *more,
                     };
-                    self.send(
-                        &conn.sender,
-                        call,
-                        &mut model,
-                        &mut shadow,
-                        &mut trace,
-                        tally,
-                    )?;
+                    self.send(&sender, call, &mut model, &mut shadow, &mut trace, tally)?;
                 }
                 Op::Drain => {
                     tally.drains += 1;
-                    let entries = errqueue::drain(conn.sender_fd())?;
+                    let entries = errqueue::drain(sender.as_fd())?;
                     self.feed(&entries, &mut model, &mut trace, &mut faulted)?;
                 }
                 Op::Pause(ms) => std::thread::sleep(Duration::from_millis(*ms)),
                 Op::Shutdown => {
                     if proto == Proto::Tcp {
-                        conn.sender
+                        sender
                             .shutdown(std::net::Shutdown::Write)
                             .context("shutdown(SHUT_WR)")?;
                         model.shutdown();
@@ -338,26 +383,19 @@ impl Setup<'_> {
                 len: 1,
                 more: false,
             };
-            self.send(
-                &conn.sender,
-                call,
-                &mut model,
-                &mut shadow,
-                &mut trace,
-                tally,
-            )?;
+            self.send(&sender, call, &mut model, &mut shadow, &mut trace, tally)?;
         }
         let owed = shadow
             .issued()
             .saturating_sub(super::flow::covered_of(&trace.read));
-        let rest = await_ids(&conn.sender, owed)?;
+        let rest = await_ids(&sender, owed)?;
         self.feed(&rest, &mut model, &mut trace, &mut faulted)?;
         // Anything arriving after every id was reported is a duplicate or an invention.
-        let late = errqueue::drain(conn.sender_fd())?;
+        let late = errqueue::drain(sender.as_fd())?;
         self.feed(&late, &mut model, &mut trace, &mut faulted)?;
-        drop(conn);
-        if let Some(s) = sink {
-            s.finish()?;
+        drop(sender);
+        if let Some((r, _receiver)) = reader {
+            r.finish()?;
         }
         let stats = model
             .finish()

@@ -176,6 +176,36 @@ impl Conn {
     }
 }
 
+/// Reads a TCP stream to its end on a thread of its own. Unlike [`Sink`], which polls for a
+/// stop request, it ends as soon as the peer closes, so a property that opens a connection
+/// per sequence does not pay a polling interval each time.
+pub struct StreamReader(Option<std::thread::JoinHandle<std::io::Result<u64>>>);
+
+impl StreamReader {
+    pub fn start(s: Socket) -> Self {
+        StreamReader(Some(std::thread::spawn(move || {
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut total = 0u64;
+            loop {
+                match std::io::Read::read(&mut &s, &mut buf)? {
+                    0 => return Ok(total),
+                    n => total += n as u64,
+                }
+            }
+        })))
+    }
+
+    /// Waits for the end of the stream (the sender must have closed it; reads are bounded
+    /// by the socket's timeout) and returns the bytes read.
+    pub fn finish(mut self) -> Result<u64> {
+        let h = self.0.take().expect("finish called once");
+        match h.join() {
+            Ok(r) => r.context("reading the stream on the receiving side"),
+            Err(p) => std::panic::resume_unwind(p),
+        }
+    }
+}
+
 /// The UDP port dead-end paths send to (discard); nothing listens there.
 const DEAD_PORT: u16 = 9;
 
