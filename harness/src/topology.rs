@@ -5,6 +5,7 @@
 //! nothing is ever routed out of the suite's namespaces.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -233,6 +234,9 @@ impl Forward {
         };
         let (ra_v4, ra_v6) = (Ipv4Addr::new(198, 18, 1, 254), v6(1, 0xfe));
         let (rb_v4, rb_v6) = (Ipv4Addr::new(198, 18, 2, 254), v6(2, 0xfe));
+        for ns in [&a.ns, &router, &b.ns] {
+            quiet_ipv6(ns)?;
+        }
         netlink::add_veth(&a.ns, &a.ifname, &router, "zc-ra")?;
         netlink::add_veth(&b.ns, &b.ifname, &router, "zc-rb")?;
         address(&a, 24)?;
@@ -318,12 +322,61 @@ impl Topology for Forward {
     }
 }
 
+/// `RTF_LOCAL` from `include/uapi/linux/ipv6_route.h`.
+const RTF_LOCAL: u32 = 0x8000_0000;
+
+/// Waits until `h`'s IPv6 address has its local route, that is until the namespace accepts
+/// packets for it. Until then a packet for the address is treated as one to forward and
+/// dropped: the first datagrams of a fresh topology would vanish (and, never delivered,
+/// never be copied). With duplicate address detection on, that can take seconds even for a
+/// `nodad` address, which is why [`quiet_ipv6`] turns it off.
+fn wait_ipv6_usable(h: &Host) -> Result<()> {
+    let want: String = h.v6.octets().iter().map(|b| format!("{b:02x}")).collect();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let table =
+            h.ns.run(|| std::fs::read_to_string("/proc/thread-self/net/ipv6_route"))?
+                .context("reading /proc/net/ipv6_route")?;
+        // Columns: destination, prefix length, source, source prefix, next hop, metric,
+        // refcount, use, flags, device (all hex but the device).
+        let local = table.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() == 10
+                && f[0] == want
+                && f[1] == "80"
+                && u32::from_str_radix(f[8], 16).is_ok_and(|fl| fl & RTF_LOCAL != 0)
+        });
+        if local {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!(
+                "{} has no local route in namespace {} after 3 s (`ip -6 route show table \
+                 local`)",
+                h.v6,
+                h.ns.name()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Turns off duplicate address detection for interfaces that will appear in `ns`. The
+/// suite's addresses are unique by construction, and detection on the link-local address
+/// holds back the routes of every address of the interface for a second or two.
+fn quiet_ipv6(ns: &NetNs) -> Result<()> {
+    // Per namespace: the guard has nothing to restore.
+    sysctl::set_in(ns, "net.ipv6.conf.default.accept_dad", "0")?;
+    Ok(())
+}
+
 /// Permanent neighbour entries both ways, so no first packet waits for ARP or neighbour
 /// discovery. A solicitation sent while a fresh veth's queue is still being activated is
 /// lost and retried only a second later, which would delay the first datagram (and its
 /// zero-copy completion) by that second.
 fn know_each_other(x: &Host, y: &Host) -> Result<()> {
     for (from, to) in [(x, y), (y, x)] {
+        wait_ipv6_usable(to)?;
         let mac = netlink::link_mac(&to.ns, &to.ifname)?;
         netlink::add_neighbour(&from.ns, &from.ifname, IpAddr::V4(to.v4), mac)?;
         netlink::add_neighbour(&from.ns, &from.ifname, IpAddr::V6(to.v6), mac)?;
@@ -357,6 +410,8 @@ fn veth_hosts(a: HostSpec, b: HostSpec, prefix_v4: u8) -> Result<(Host, Host)> {
         v4: b.2,
         v6: b.3,
     };
+    quiet_ipv6(&ha.ns)?;
+    quiet_ipv6(&hb.ns)?;
     netlink::add_veth(&ha.ns, &ha.ifname, &hb.ns, &hb.ifname)
         .with_context(|| format!("joining {} and {}", a.0, b.0))?;
     address(&ha, prefix_v4)?;
