@@ -78,6 +78,13 @@ pub fn cases() -> Vec<Case> {
                      (50749f2dd685; without it the timestamp clone holds the pages, B2)"
                         .to_string(),
                 )
+            } else if v.path == Path::ForwardDead {
+                (
+                    format!("send.copied.{}", v.tag()),
+                    "the COPIED code out of a router's dead link, recorded and not judged: not \
+                     copied since 6.17 (d2527ad3a9e1), COPIED before (msg_zerocopy.sh -Z 1)"
+                        .to_string(),
+                )
             } else {
                 (
                     format!("send.copied.{}", v.tag()),

@@ -36,8 +36,9 @@ pub fn cases() -> Vec<Case> {
             Case::new(
                 format!("send.counter.{}", v.tag()),
                 Area::Send,
-                "ids start at 0 per socket, one per successful call (64 iovecs: one id), none \
-                 for failed or empty TCP sends (packetdrill closed, maxfrags)",
+                "ids start at 0 per socket, one per successful call (TCP: 64 iovecs, one id), \
+                 none for failed sends or empty TCP sends; the empty UDP send's id recorded \
+                 (packetdrill closed, maxfrags)",
                 v.requires(),
                 move |ctx| counter(ctx, v),
             )
