@@ -44,6 +44,13 @@ pub struct Behaviour {
     pub zero_length_udp_takes_id: bool,
 }
 
+impl Behaviour {
+    /// For sequences without a zero-length UDP send, where the rule never applies.
+    pub const NO_EMPTY_UDP_SENDS: Behaviour = Behaviour {
+        zero_length_udp_takes_id: false,
+    };
+}
+
 /// Whether every completion on the path must carry the COPIED code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -244,9 +244,7 @@ pub fn run(ctx: &mut Ctx, v: Variant, tamper: Tamper) -> Result<Verdict> {
 /// to it in every sequence.
 fn observe_behaviour(net: &Net) -> Result<Behaviour> {
     if net.variant.proto == Proto::Tcp {
-        return Ok(Behaviour {
-            zero_length_udp_takes_id: false,
-        });
+        return Ok(Behaviour::NO_EMPTY_UDP_SENDS);
     }
     let conn = net.connect(true)?;
     let _sink = conn.sink()?;

@@ -231,9 +231,7 @@ fn sndbuf(ctx: &mut Ctx, v: Variant) -> Result<Verdict> {
     let server = sockets::accept(&listener, sockets::IO_TIMEOUT)?;
     zerocopy::set_so_zerocopy(client.as_fd(), true)?;
     client.set_nonblocking(true)?;
-    let behaviour = Behaviour {
-        zero_length_udp_takes_id: false,
-    };
+    let behaviour = Behaviour::NO_EMPTY_UDP_SENDS;
     let mut model = IdModel::new(Proto::Tcp, behaviour, CopyRule::Unknown);
     let buf = vec![0x77u8; 256 * 1024];
     let (mut full, mut partial, mut eagain) = (0u32, 0u32, 0u32);

@@ -119,12 +119,8 @@ pub fn cases() -> Vec<Case> {
     cases
 }
 
-const TCP_ONLY: Behaviour = Behaviour {
-    zero_length_udp_takes_id: true,
-};
-
 fn model(v: Variant) -> IdModel {
-    IdModel::new(v.proto, TCP_ONLY, CopyRule::Unknown)
+    IdModel::new(v.proto, Behaviour::NO_EMPTY_UDP_SENDS, CopyRule::Unknown)
 }
 
 /// `poll` with `events` for at most `ms`; the returned events (empty on timeout).

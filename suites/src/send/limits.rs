@@ -107,13 +107,7 @@ fn optmem(ctx: &mut Ctx, v: Variant) -> Result<Verdict> {
     let f = net.flow(true)?;
     let _sink = Sink::start(f.receiver.try_clone()?, false)?;
     let fd = f.sender.as_fd();
-    let mut model = IdModel::new(
-        v.proto,
-        Behaviour {
-            zero_length_udp_takes_id: true,
-        },
-        CopyRule::Unknown,
-    );
+    let mut model = IdModel::new(v.proto, Behaviour::NO_EMPTY_UDP_SENDS, CopyRule::Unknown);
     let mut steps = Vec::new();
     let data = vec![0x11u8; 1000];
     let call = SendCall {
@@ -325,13 +319,7 @@ fn sends_under_limit(
     limit_bytes: u64,
     hard: libc::rlim_t,
 ) -> Result<(Vec<Charged>, Finished)> {
-    let mut model = IdModel::new(
-        proto,
-        Behaviour {
-            zero_length_udp_takes_id: true,
-        },
-        CopyRule::Unknown,
-    );
+    let mut model = IdModel::new(proto, Behaviour::NO_EMPTY_UDP_SENDS, CopyRule::Unknown);
     let largest = largest_single_send(proto, limit, page).context("the limit fits no send")?;
     let buf = vec![0x5au8; largest + 1];
     let mut steps = Vec::new();
