@@ -5,6 +5,7 @@
 //! nothing is ever routed out of the suite's namespaces.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -120,6 +121,7 @@ impl Pair {
         for h in [&a, &b] {
             netlink::set_up(&h.ns, &h.ifname)?;
         }
+        know_each_other(&a, &b)?;
         Ok(Pair { a, b, config })
     }
 }
@@ -140,6 +142,13 @@ impl Topology for Pair {
     }
 }
 
+/// Options of a [`DeadEnd`].
+#[derive(Debug, Clone, Default)]
+pub struct DeadEndConfig {
+    /// Offloads switched off on the sender's veth (as `ethtool -K zc-a sg off`).
+    pub sender_offloads_off: Vec<Offload>,
+}
+
 /// A veth whose peer is down: the sender's packets are dropped at transmit, never received by
 /// anyone. The one on-host path where UDP zero-copy data is not copied on every kernel.
 /// `target` is the (unreachable) peer, reachable by a permanent neighbour entry.
@@ -147,20 +156,28 @@ pub struct DeadEnd {
     pub a: Host,
     /// The peer's addresses; nothing answers there.
     pub target: Host,
+    config: DeadEndConfig,
 }
 
 impl DeadEnd {
     pub fn new() -> Result<Self> {
+        Self::with(DeadEndConfig::default())
+    }
+
+    pub fn with(config: DeadEndConfig) -> Result<Self> {
         let (a, target) = veth_hosts(
             ("deadend-a", "zc-a", Ipv4Addr::new(198, 18, 0, 1), v6(0, 1)),
             ("deadend-b", "zc-b", Ipv4Addr::new(198, 18, 0, 2), v6(0, 2)),
             24,
         )?;
         let mac = netlink::link_mac(&target.ns, &target.ifname)?;
+        for off in &config.sender_offloads_off {
+            ethtool::set(&a.ns, &a.ifname, *off, false)?;
+        }
         netlink::set_up(&a.ns, &a.ifname)?;
         netlink::add_neighbour(&a.ns, &a.ifname, IpAddr::V4(target.v4), mac)?;
         netlink::add_neighbour(&a.ns, &a.ifname, IpAddr::V6(target.v6), mac)?;
-        Ok(DeadEnd { a, target })
+        Ok(DeadEnd { a, target, config })
     }
 }
 
@@ -175,7 +192,7 @@ impl Topology for DeadEnd {
         TopologyInfo {
             kind: "deadend",
             mtu: None,
-            offloads_off: vec![],
+            offloads_off: self.config.sender_offloads_off.clone(),
         }
     }
 }
@@ -217,6 +234,9 @@ impl Forward {
         };
         let (ra_v4, ra_v6) = (Ipv4Addr::new(198, 18, 1, 254), v6(1, 0xfe));
         let (rb_v4, rb_v6) = (Ipv4Addr::new(198, 18, 2, 254), v6(2, 0xfe));
+        for ns in [&a.ns, &router, &b.ns] {
+            quiet_ipv6(ns)?;
+        }
         netlink::add_veth(&a.ns, &a.ifname, &router, "zc-ra")?;
         netlink::add_veth(&b.ns, &b.ifname, &router, "zc-rb")?;
         address(&a, 24)?;
@@ -239,6 +259,22 @@ impl Forward {
                 netlink::add_neighbour(&router, "zc-rb", IpAddr::V4(b.v4), mac)?;
                 netlink::add_neighbour(&router, "zc-rb", IpAddr::V6(b.v6), mac)?;
             }
+        }
+        let ra = Host {
+            ns: router.clone(),
+            ifname: "zc-ra".into(),
+            v4: ra_v4,
+            v6: ra_v6,
+        };
+        know_each_other(&a, &ra)?;
+        if exit == Exit::Delivered {
+            let rb = Host {
+                ns: router.clone(),
+                ifname: "zc-rb".into(),
+                v4: rb_v4,
+                v6: rb_v6,
+            };
+            know_each_other(&b, &rb)?;
         }
         netlink::add_route(
             &a.ns,
@@ -286,6 +322,68 @@ impl Topology for Forward {
     }
 }
 
+/// `RTF_LOCAL` from `include/uapi/linux/ipv6_route.h`.
+const RTF_LOCAL: u32 = 0x8000_0000;
+
+/// Waits until `h`'s IPv6 address has its local route, that is until the namespace accepts
+/// packets for it. Until then a packet for the address is treated as one to forward and
+/// dropped: the first datagrams of a fresh topology would vanish (and, never delivered,
+/// never be copied). With duplicate address detection on, that can take seconds even for a
+/// `nodad` address, which is why [`quiet_ipv6`] turns it off.
+fn wait_ipv6_usable(h: &Host) -> Result<()> {
+    let want: String = h.v6.octets().iter().map(|b| format!("{b:02x}")).collect();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let table =
+            h.ns.run(|| std::fs::read_to_string("/proc/thread-self/net/ipv6_route"))?
+                .context("reading /proc/net/ipv6_route")?;
+        // Columns: destination, prefix length, source, source prefix, next hop, metric,
+        // refcount, use, flags, device (all hex but the device).
+        let local = table.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() == 10
+                && f[0] == want
+                && f[1] == "80"
+                && u32::from_str_radix(f[8], 16).is_ok_and(|fl| fl & RTF_LOCAL != 0)
+        });
+        if local {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!(
+                "{} has no local route in namespace {} after 3 s (`ip -6 route show table \
+                 local`)",
+                h.v6,
+                h.ns.name()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Turns off duplicate address detection for interfaces that will appear in `ns`. The
+/// suite's addresses are unique by construction, and detection on the link-local address
+/// holds back the routes of every address of the interface for a second or two.
+fn quiet_ipv6(ns: &NetNs) -> Result<()> {
+    // Per namespace: the guard has nothing to restore.
+    sysctl::set_in(ns, "net.ipv6.conf.default.accept_dad", "0")?;
+    Ok(())
+}
+
+/// Permanent neighbour entries both ways, so no first packet waits for ARP or neighbour
+/// discovery. A solicitation sent while a fresh veth's queue is still being activated is
+/// lost and retried only a second later, which would delay the first datagram (and its
+/// zero-copy completion) by that second.
+fn know_each_other(x: &Host, y: &Host) -> Result<()> {
+    for (from, to) in [(x, y), (y, x)] {
+        wait_ipv6_usable(to)?;
+        let mac = netlink::link_mac(&to.ns, &to.ifname)?;
+        netlink::add_neighbour(&from.ns, &from.ifname, IpAddr::V4(to.v4), mac)?;
+        netlink::add_neighbour(&from.ns, &from.ifname, IpAddr::V6(to.v6), mac)?;
+    }
+    Ok(())
+}
+
 /// fd00:5a:<subnet>::<host>.
 fn v6(subnet: u16, host: u16) -> Ipv6Addr {
     Ipv6Addr::new(0xfd00, 0x5a, subnet, 0, 0, 0, 0, host)
@@ -312,6 +410,8 @@ fn veth_hosts(a: HostSpec, b: HostSpec, prefix_v4: u8) -> Result<(Host, Host)> {
         v4: b.2,
         v6: b.3,
     };
+    quiet_ipv6(&ha.ns)?;
+    quiet_ipv6(&hb.ns)?;
     netlink::add_veth(&ha.ns, &ha.ifname, &hb.ns, &hb.ifname)
         .with_context(|| format!("joining {} and {}", a.0, b.0))?;
     address(&ha, prefix_v4)?;

@@ -1,5 +1,8 @@
 //! The oracle: pure code, no system calls. Given what the suite did and what the kernel
 //! answered, each checker says whether the answer is one the kernel's contract allows.
 
+pub mod coalescing;
 pub mod completions;
+pub mod copied;
+pub mod limits;
 pub mod uring_notif;

@@ -4,10 +4,14 @@ use std::os::fd::AsFd;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use harness::ethtool::Offload;
+use harness::sockets::Sink;
 use harness::sockets::{self, Family, Proto};
 use harness::sys::errqueue::{self, Completion, ErrQueueEntry};
 use harness::sys::zerocopy;
-use harness::topology::{Loopback, Pair, PairConfig, Topology};
+use harness::topology::{
+    DeadEnd, DeadEndConfig, Exit, Forward, Loopback, Pair, PairConfig, Topology,
+};
 use socket2::Socket;
 
 use crate::probes::{errno_name, Answer, Requirement, NET_ADMIN, VETH};
@@ -15,8 +19,40 @@ use crate::probes::{errno_name, Answer, Requirement, NET_ADMIN, VETH};
 /// Where the traffic goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Path {
+    /// One namespace, its `lo`.
     Loopback,
+    /// A veth into a receiving namespace.
     Pair,
+    /// [`Path::Pair`] with scatter-gather off on the sender's veth.
+    PairSgOff,
+    /// A veth whose peer is down (UDP only: nothing answers).
+    DeadEnd,
+    /// [`Path::DeadEnd`] with scatter-gather off on the sender's veth.
+    DeadEndSgOff,
+    /// Through a router namespace into a receiving namespace.
+    Forward,
+    /// Through a router namespace out of a dead link (UDP only).
+    ForwardDead,
+}
+
+impl Path {
+    /// The path part of case ids.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Path::Loopback => "lo",
+            Path::Pair => "pair",
+            Path::PairSgOff => "pair_sg_off",
+            Path::DeadEnd => "deadend",
+            Path::DeadEndSgOff => "deadend_sg_off",
+            Path::Forward => "forward",
+            Path::ForwardDead => "forward_dead",
+        }
+    }
+
+    /// Whether a socket in the receiving namespace gets the traffic.
+    pub fn delivers(self) -> bool {
+        !matches!(self, Path::DeadEnd | Path::DeadEndSgOff | Path::ForwardDead)
+    }
 }
 
 /// One protocol, family and path: the parameters a case runs over.
@@ -45,8 +81,16 @@ impl Variant {
         v
     }
 
-    /// `tcp4.lo`, `udp6.pair`: the variant part of case ids.
-    pub fn tag(&self) -> String {
+    pub const fn new(proto: Proto, family: Family, path: Path) -> Self {
+        Variant {
+            proto,
+            family,
+            path,
+        }
+    }
+
+    /// `tcp4`, `udp6`: protocol and family.
+    pub fn flavour(&self) -> String {
         let p = match self.proto {
             Proto::Tcp => "tcp",
             Proto::Udp => "udp",
@@ -55,16 +99,17 @@ impl Variant {
             Family::V4 => "4",
             Family::V6 => "6",
         };
-        let path = match self.path {
-            Path::Loopback => "lo",
-            Path::Pair => "pair",
-        };
-        format!("{p}{f}.{path}")
+        format!("{p}{f}")
+    }
+
+    /// `tcp4.lo`, `udp6.pair`: the variant part of case ids.
+    pub fn tag(&self) -> String {
+        format!("{}.{}", self.flavour(), self.path.tag())
     }
 
     pub fn requires(&self) -> Vec<Requirement> {
         let mut r = vec![NET_ADMIN];
-        if self.path == Path::Pair {
+        if self.path != Path::Loopback {
             r.push(VETH);
         }
         r.push(match self.proto {
@@ -76,13 +121,30 @@ impl Variant {
 
     /// Builds the topology of this variant.
     pub fn build(&self) -> Result<Net> {
-        let topo: Box<dyn Topology> = match self.path {
+        Ok(Net {
+            topo: self.path.topology()?,
+            variant: *self,
+        })
+    }
+}
+
+impl Path {
+    /// Builds the topology this path runs over.
+    pub fn topology(self) -> Result<Box<dyn Topology>> {
+        let sg_off = || vec![Offload::Sg];
+        Ok(match self {
             Path::Loopback => Box::new(Loopback::new(None)?),
             Path::Pair => Box::new(Pair::new(PairConfig::default())?),
-        };
-        Ok(Net {
-            topo,
-            variant: *self,
+            Path::PairSgOff => Box::new(Pair::new(PairConfig {
+                mtu: None,
+                sender_offloads_off: sg_off(),
+            })?),
+            Path::DeadEnd => Box::new(DeadEnd::new()?),
+            Path::DeadEndSgOff => Box::new(DeadEnd::with(DeadEndConfig {
+                sender_offloads_off: sg_off(),
+            })?),
+            Path::Forward => Box::new(Forward::new(Exit::Delivered)?),
+            Path::ForwardDead => Box::new(Forward::new(Exit::PeerDown)?),
         })
     }
 }
@@ -100,27 +162,133 @@ pub struct Flow {
     pub receiver: Socket,
 }
 
+/// A sender and, where the path delivers, its receiver.
+pub struct Conn {
+    pub sender: Socket,
+    pub receiver: Option<Socket>,
+}
+
+impl Conn {
+    pub fn sender_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.sender.as_fd()
+    }
+
+    /// Starts reading everything the receiver gets (nothing to do on a dead-end path).
+    pub fn sink(&self) -> Result<Option<Sink>> {
+        self.receiver
+            .as_ref()
+            .map(|r| Sink::start(r.try_clone()?, false))
+            .transpose()
+    }
+}
+
+/// Reads a TCP stream to its end on a thread of its own. Unlike [`Sink`], which polls for a
+/// stop request, it ends as soon as the peer closes, so a property that opens a connection
+/// per sequence does not pay a polling interval each time.
+pub struct StreamReader(Option<std::thread::JoinHandle<std::io::Result<u64>>>);
+
+impl StreamReader {
+    pub fn start(s: Socket) -> Self {
+        StreamReader(Some(std::thread::spawn(move || {
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut total = 0u64;
+            loop {
+                match std::io::Read::read(&mut &s, &mut buf)? {
+                    0 => return Ok(total),
+                    n => total += n as u64,
+                }
+            }
+        })))
+    }
+
+    /// Waits for the end of the stream (the sender must have closed it; reads are bounded
+    /// by the socket's timeout) and returns the bytes read.
+    pub fn finish(mut self) -> Result<u64> {
+        let h = self.0.take().expect("finish called once");
+        match h.join() {
+            Ok(r) => r.context("reading the stream on the receiving side"),
+            Err(p) => std::panic::resume_unwind(p),
+        }
+    }
+}
+
+/// The UDP port dead-end paths send to (discard); nothing listens there.
+const DEAD_PORT: u16 = 9;
+
 impl Net {
     /// A fresh connection (TCP) or connected datagram pair (UDP), SO_ZEROCOPY on if `zc`.
+    /// Only for paths that deliver; see [`Net::connect`].
     pub fn flow(&self, zc: bool) -> Result<Flow> {
+        let c = self.connect(zc)?;
+        let receiver = c
+            .receiver
+            .with_context(|| format!("path {} has no receiver", self.variant.tag()))?;
+        Ok(Flow {
+            sender: c.sender,
+            receiver,
+        })
+    }
+
+    /// A fresh sender, SO_ZEROCOPY on if `zc`, connected to the receiver (or, on a dead-end
+    /// path, to an address nobody answers at).
+    pub fn connect(&self, zc: bool) -> Result<Conn> {
         let (s, r) = (self.topo.sender(), self.topo.receiver());
         let to = r.ip(self.variant.family);
-        let (sender, receiver) = match self.variant.proto {
-            Proto::Tcp => {
+        let (sender, receiver) = match (self.variant.proto, self.variant.path.delivers()) {
+            (Proto::Tcp, true) => {
                 let p = sockets::tcp_pair(&s.ns, &r.ns, to)?;
-                (p.client, p.server)
+                (p.client, Some(p.server))
             }
-            Proto::Udp => {
+            (Proto::Udp, true) => {
                 let p = sockets::udp_pair(&s.ns, &r.ns, to)?;
-                (p.client, p.server)
+                (p.client, Some(p.server))
+            }
+            (Proto::Udp, false) => (
+                sockets::udp_to(&s.ns, std::net::SocketAddr::new(to, DEAD_PORT))?,
+                None,
+            ),
+            (Proto::Tcp, false) => {
+                anyhow::bail!("TCP cannot connect over {}", self.variant.tag())
             }
         };
         if zc {
             zerocopy::set_so_zerocopy(sender.as_fd(), true)
                 .context("setsockopt(SO_ZEROCOPY, 1)")?;
         }
-        Ok(Flow { sender, receiver })
+        Ok(Conn { sender, receiver })
     }
+}
+
+/// A zero-copy send that never raises SIGPIPE (a TCP send after a reset or a shutdown must
+/// come back as EPIPE), with MSG_MORE if `more`.
+pub fn zc_send(sock: &Socket, buf: &[u8], more: bool) -> std::io::Result<usize> {
+    let more = if more { libc::MSG_MORE } else { 0 };
+    zerocopy::send_zc(sock.as_fd(), buf, libc::MSG_NOSIGNAL | more)
+}
+
+/// `Ok(bytes)` or `Err(errno)`, as the model takes a send's result.
+pub fn errno_result(r: std::io::Result<usize>) -> Result<usize, i32> {
+    r.map_err(|e| e.raw_os_error().unwrap_or(-1))
+}
+
+/// Keeps this process (and the threads it starts from now on) on one CPU.
+///
+/// A UDP datagram larger than the MTU completes only when its reader frees it, and a free on
+/// another CPU than the one that built the skb is deferred to that CPU's next softirq, which
+/// can take seconds on an idle machine (OBSERVED-6.18 C3, SEMANTICS B10). The contract
+/// promises no completion latency, so the suite removes that delay instead of waiting it
+/// out: sender and reader share one CPU.
+pub fn pin_to_one_cpu() -> Result<usize> {
+    use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
+    use nix::unistd::Pid;
+    let allowed = sched_getaffinity(Pid::from_raw(0)).context("sched_getaffinity")?;
+    let cpu = (0..CpuSet::count())
+        .find(|&c| allowed.is_set(c).unwrap_or(false))
+        .context("no CPU in this process's affinity mask")?;
+    let mut one = CpuSet::new();
+    one.set(cpu).context("CpuSet::set")?;
+    sched_setaffinity(Pid::from_raw(0), &one).context("sched_setaffinity")?;
+    Ok(cpu)
 }
 
 /// How long a case waits for completions the kernel owes before calling them missing.

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use harness::sockets::{Proto, Sink};
 use harness::sys::uring::{Cqe, SendOp, SendRequest};
-use harness::topology::{Loopback, Pair, PairConfig, Topology};
+use harness::topology::Topology;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use serde::Serialize;
@@ -39,10 +39,7 @@ pub fn cases() -> Vec<Case> {
     [Path::Loopback, Path::Pair]
         .into_iter()
         .map(|path| {
-            let tag = match path {
-                Path::Loopback => "lo",
-                Path::Pair => "pair",
-            };
+            let tag = path.tag();
             Case::new(
                 format!("uring.protocol.{tag}"),
                 Area::Uring,
@@ -159,10 +156,7 @@ struct Tally {
 }
 
 fn run(ctx: &mut Ctx, path: Path) -> Result<Verdict> {
-    let topo: Box<dyn Topology> = match path {
-        Path::Loopback => Box::new(Loopback::new(None)?),
-        Path::Pair => Box::new(Pair::new(PairConfig::default())?),
-    };
+    let topo = path.topology()?;
     let offers = Offers {
         sendmsg_zc: support::has_sendmsg_zc(),
         report_usage: matches!(probes::REPORT_USAGE.answer(), Answer::Present(_)),

@@ -16,7 +16,7 @@ use harness::sockets::{self, Family, Proto, Sink};
 use harness::sys::errqueue;
 use harness::sys::uring::{SendOp, SendRequest};
 use harness::sys::zerocopy;
-use harness::topology::{DeadEnd, Loopback, Pair, PairConfig, Topology};
+use harness::topology::{DeadEnd, Loopback};
 use socket2::Socket;
 
 use super::probes::{self, REPORT_USAGE};
@@ -28,10 +28,7 @@ use crate::send::flow::Path;
 pub fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
     for path in [Path::Loopback, Path::Pair] {
-        let tag = match path {
-            Path::Loopback => "lo",
-            Path::Pair => "pair",
-        };
+        let tag = path.tag();
         cases.push(Case::new(
             format!("uring.usage.copied.{tag}"),
             Area::Uring,
@@ -126,10 +123,7 @@ fn usage_of(ctx: &mut Ctx, senders: &[(String, &Socket, usize)]) -> Result<Vec<(
 }
 
 fn copied(ctx: &mut Ctx, path: Path) -> Result<Verdict> {
-    let topo: Box<dyn Topology> = match path {
-        Path::Loopback => Box::new(Loopback::new(None)?),
-        Path::Pair => Box::new(Pair::new(PairConfig::default())?),
-    };
+    let topo = path.topology()?;
     let mut flows = Vec::new();
     for conn in Conn::ALL {
         let (s, r) = support::connect(topo.as_ref(), conn)?;
