@@ -2,5 +2,8 @@
 //! `socket2` leave raw. All `unsafe` of the project lives in this module and in `ethtool`.
 
 pub mod errqueue;
+pub mod sendfile;
+pub mod socket_mmap;
 pub mod sockopt;
+pub mod tcp_zc_receive;
 pub mod zerocopy;
