@@ -2,3 +2,5 @@
 //! answered, each checker says whether the answer is one the kernel's contract allows.
 
 pub mod completions;
+pub mod stream;
+pub mod zc_receive;
