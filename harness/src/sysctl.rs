@@ -81,7 +81,7 @@ impl Drop for SysctlGuard {
 /// Writes `key=value` inside `ns`, safely (see the module comment).
 pub fn set_in(ns: &NetNs, key: &str, value: &str) -> Result<SysctlGuard> {
     let original = read_outer(key)?;
-    Journal::add(key, &original)?;
+    let journalled = Journal::add(key, &original)?;
     let written = ns.run(|| write_here(key, value))?;
     let now = read_outer(key);
     let scope = match &now {
@@ -93,7 +93,7 @@ pub fn set_in(ns: &NetNs, key: &str, value: &str) -> Result<SysctlGuard> {
         original,
         scope,
     };
-    if scope == Scope::PerNamespace {
+    if scope == Scope::PerNamespace && journalled {
         Journal::remove(key)?;
     }
     written?;
@@ -202,8 +202,13 @@ impl Journal {
     }
 
     /// Records the original value, keeping an older record if one exists (that one is the
-    /// true original).
-    fn add(key: &str, original: &str) -> Result<()> {
+    /// true original). A process that may not write the sysctl in the outer namespace (a
+    /// rootless run) cannot change the machine, so it has nothing to journal: returns
+    /// whether it journalled.
+    fn add(key: &str, original: &str) -> Result<bool> {
+        if nix::unistd::access(&proc_path(key), nix::unistd::AccessFlags::W_OK).is_err() {
+            return Ok(false);
+        }
         let (pid, start_time) = me();
         Self::edit(|m| {
             m.entry(key.to_string()).or_insert_with(|| Entry {
@@ -211,7 +216,8 @@ impl Journal {
                 pid,
                 start_time,
             });
-        })
+        })?;
+        Ok(true)
     }
 
     fn remove(key: &str) -> Result<()> {

@@ -4,7 +4,10 @@
 pub mod creds;
 pub mod errqueue;
 pub mod genl;
+pub mod sendfile;
+pub mod socket_mmap;
 pub mod sockopt;
+pub mod tcp_zc_receive;
 pub mod uring;
 pub mod zcrx;
 pub mod zerocopy;

@@ -230,7 +230,9 @@ impl IdModel {
     fn takes_id(&self, call: SendCall, result: Result<usize, i32>) -> Result<bool, Deviation> {
         if self.shut_at.is_some() {
             return match result {
-                Err(libc::EPIPE) => Ok(false),
+                // tcp_sendmsg_locked charges the zero-copy state (optmem, locked memory)
+                // before it looks at the socket state, so a limit can answer first.
+                Err(libc::EPIPE) | Err(libc::ENOBUFS) => Ok(false),
                 Ok(sent) => Err(Deviation::SentAfterShutdown {
                     len: call.len,
                     sent,
@@ -370,6 +372,16 @@ mod tests {
         assert_eq!(m.issued(), 2);
         m.observe(&[c(0, 1)]).unwrap();
         assert_eq!(m.finish().unwrap().ids, 2);
+    }
+
+    #[test]
+    fn after_shutdown_a_limit_may_answer_before_the_state() {
+        let mut m = tcp();
+        m.send(send(100), Ok(100)).unwrap();
+        m.shutdown();
+        m.send(send(8 << 20), Err(libc::ENOBUFS)).unwrap();
+        assert!(m.send(send(100), Err(libc::EAGAIN)).is_err());
+        assert_eq!(m.issued(), 1);
     }
 
     #[test]

@@ -5,4 +5,6 @@ pub mod coalescing;
 pub mod completions;
 pub mod copied;
 pub mod limits;
+pub mod stream;
 pub mod uring_notif;
+pub mod zc_receive;

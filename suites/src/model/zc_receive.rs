@@ -1,0 +1,506 @@
+//! What one `getsockopt(TCP_ZEROCOPY_RECEIVE)` may answer (SEMANTICS.md §7.4), given where
+//! its address points, how much it asked for and what the socket holds.
+//!
+//! The rules, in the kernel's order:
+//! 1. an address that is not page aligned is refused (EINVAL), whatever else holds;
+//! 2. a listening socket is refused (ENOTCONN);
+//! 3. if a copy buffer can hold everything queued, everything is copied and nothing mapped;
+//! 4. with less than a page queued nothing is mapped, `recv_skip_hint` is what is queued, and
+//!    an empty queue after a FIN is EIO;
+//! 5. an address outside any TCP socket mapping is refused (EINVAL); a mapping of another
+//!    TCP socket may be accepted (the kernel checks only the VMA type);
+//! 6. otherwise `length` is at most the request clamped to the mapping's end and to what is
+//!    queued, rounded down to whole pages (never more than was sent). Mapping the whole of
+//!    that leaves no hint; mapping less must leave a hint or a copy (or a receiver would
+//!    spin), and hint plus copy never exceed what is still queued.
+//!
+//! Where the contract leaves room (how many of the allowed pages were mappable, whether a
+//! foreign mapping is accepted), the checker accepts every allowed answer and says which one
+//! it saw, so the case can record it.
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// Where a call's address points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Region {
+    /// Inside this socket's own mapping, `room` bytes before its end.
+    Own { room: u64 },
+    /// Inside a mapping of another TCP socket, `room` bytes before its end.
+    Foreign { room: u64 },
+    /// In no socket mapping (anonymous, file-backed, stack, guard page, null, unmapped).
+    Elsewhere,
+}
+
+/// The copy buffer of a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CopyBuf {
+    /// `copybuf_len` as passed (0: none).
+    pub len: i32,
+    /// Whether writing to it faults (a null or read-only buffer).
+    pub faults: bool,
+}
+
+impl CopyBuf {
+    pub const NONE: CopyBuf = CopyBuf {
+        len: 0,
+        faults: false,
+    };
+}
+
+/// One call, as the suite made it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Call {
+    pub page: u32,
+    /// `address % page`.
+    pub misalignment: u64,
+    pub region: Region,
+    /// `length` asked for.
+    pub requested: u32,
+    pub copybuf: CopyBuf,
+    pub listening: bool,
+    /// Bytes queued before the call (a FIN not counted).
+    pub inq: u32,
+    /// Whether a FIN has been received.
+    pub fin: bool,
+}
+
+/// What the kernel answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Answer {
+    Err {
+        errno: i32,
+    },
+    Ok {
+        length: u32,
+        skip: u32,
+        /// `copybuf_len` as returned: bytes copied, or a negative errno.
+        copied: i32,
+        /// The `inq` field, when the call asked for it and nothing else was arriving.
+        inq_after: Option<u32>,
+    },
+}
+
+/// Which allowed answer the kernel gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Seen {
+    /// Refused as the rules demand (misaligned, listening, not a socket mapping).
+    Refused,
+    /// A mapping of another socket was refused (allowed).
+    ForeignRefused,
+    /// A mapping of another socket was used (allowed; the case on 6.18).
+    ForeignAccepted,
+    /// Everything queued was copied into the copy buffer.
+    CopiedAll,
+    /// Nothing could be mapped (less than a page queued, asked or room): only a hint.
+    HintOnly,
+    /// Every page allowed was mapped.
+    MappedAll,
+    /// Some of the allowed pages were mapped (possibly none), with a hint for the rest.
+    MappedPart,
+    /// End of stream.
+    Eof,
+}
+
+/// A way the answer breaks the rules.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CallViolation {
+    pub rule: &'static str,
+    pub detail: String,
+}
+
+impl fmt::Display for CallViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.rule, self.detail)
+    }
+}
+
+fn violation(rule: &'static str, detail: String) -> CallViolation {
+    CallViolation { rule, detail }
+}
+
+fn errno_is(answer: &Answer, want: i32, rule: &'static str) -> Result<Seen, CallViolation> {
+    match answer {
+        Answer::Err { errno } if *errno == want => Ok(Seen::Refused),
+        other => Err(violation(
+            rule,
+            format!("expected errno {want}, got {other:?}"),
+        )),
+    }
+}
+
+/// Checks one answer against the rules; says which allowed answer it was.
+pub fn check(call: &Call, answer: &Answer) -> Result<Seen, CallViolation> {
+    let page = call.page.max(1);
+    if call.misalignment != 0 {
+        return errno_is(
+            answer,
+            libc::EINVAL,
+            "an address that is not page aligned is refused with EINVAL",
+        );
+    }
+    if call.listening {
+        return errno_is(
+            answer,
+            libc::ENOTCONN,
+            "a listening socket is refused with ENOTCONN",
+        );
+    }
+    let inq = call.inq;
+    if inq > 0 && call.copybuf.len >= 0 && inq <= call.copybuf.len as u32 {
+        return check_copy_all(call, answer);
+    }
+    if inq < page {
+        return check_short_queue(call, answer);
+    }
+    let room = match call.region {
+        Region::Elsewhere => {
+            return errno_is(
+                answer,
+                libc::EINVAL,
+                "an address outside every TCP socket mapping is refused with EINVAL",
+            )
+        }
+        Region::Foreign { room } => {
+            if matches!(answer, Answer::Err { errno } if *errno == libc::EINVAL) {
+                return Ok(Seen::ForeignRefused);
+            }
+            check_mapping(call, room, answer)?;
+            return Ok(Seen::ForeignAccepted);
+        }
+        Region::Own { room } => room,
+    };
+    check_mapping(call, room, answer)
+}
+
+/// Rule 3: `inq <= copybuf_len`: everything queued is copied, nothing mapped.
+fn check_copy_all(call: &Call, answer: &Answer) -> Result<Seen, CallViolation> {
+    const RULE: &str = "a copy buffer that holds everything queued receives all of it";
+    if call.copybuf.faults {
+        return errno_is(
+            answer,
+            libc::EFAULT,
+            "copying everything queued into a faulting buffer fails with EFAULT",
+        );
+    }
+    match *answer {
+        Answer::Ok {
+            length: 0,
+            skip: 0,
+            copied,
+            inq_after,
+        } if copied == call.inq as i32 => {
+            check_inq(call, 0, copied, inq_after)?;
+            Ok(Seen::CopiedAll)
+        }
+        other => Err(violation(
+            RULE,
+            format!(
+                "{} bytes queued, copybuf_len {}: expected length 0, skip 0, copied {}; got {other:?}",
+                call.inq, call.copybuf.len, call.inq
+            ),
+        )),
+    }
+}
+
+/// Rule 4: less than a page queued.
+fn check_short_queue(call: &Call, answer: &Answer) -> Result<Seen, CallViolation> {
+    if call.inq == 0 && call.fin {
+        return errno_is(
+            answer,
+            libc::EIO,
+            "a call on an empty queue after a FIN is EIO",
+        )
+        .map(|_| Seen::Eof);
+    }
+    match *answer {
+        Answer::Ok {
+            length: 0,
+            skip,
+            copied: 0,
+            inq_after,
+        } if skip == call.inq => {
+            check_inq(call, 0, 0, inq_after)?;
+            Ok(Seen::HintOnly)
+        }
+        other => Err(violation(
+            "with less than a page queued nothing is mapped and the hint is what is queued",
+            format!(
+                "{} bytes queued: expected length 0, skip {}; got {other:?}",
+                call.inq, call.inq
+            ),
+        )),
+    }
+}
+
+/// Rule 6: a socket mapping with at least a page queued.
+fn check_mapping(call: &Call, room: u64, answer: &Answer) -> Result<Seen, CallViolation> {
+    let page = call.page;
+    let avail = (call.requested as u64).min(room).min(call.inq as u64) as u32;
+    let cap = avail - avail % page;
+    let (length, skip, copied, inq_after) = match *answer {
+        Answer::Ok {
+            length,
+            skip,
+            copied,
+            inq_after,
+        } => (length, skip, copied, inq_after),
+        Answer::Err { errno } if errno == libc::EIO && call.fin && avail == 0 => {
+            // Nothing asked for, no hint, FIN seen: the kernel reports the end even with
+            // data queued (a request of 0 bytes is the caller's mistake, not a stream end).
+            return Ok(Seen::Eof);
+        }
+        Answer::Err { errno } => {
+            return Err(violation(
+                "a page-aligned address in a socket mapping with data queued is accepted",
+                format!(
+                    "requested {}, room {room}, queued {}: errno {errno}",
+                    call.requested, call.inq
+                ),
+            ))
+        }
+    };
+    let context = || {
+        format!(
+            "requested {}, room {room}, queued {} (at most {cap} mappable): length {length}, skip {skip}, copied {copied}",
+            call.requested, call.inq
+        )
+    };
+    if length % page != 0 {
+        return Err(violation("length comes back in whole pages", context()));
+    }
+    if length > cap {
+        return Err(violation(
+            "length is clamped to the request, the mapping's room and what is queued, in whole pages",
+            context(),
+        ));
+    }
+    let copy_allowed = !call.copybuf.faults && call.copybuf.len > 0;
+    let copied_bytes = if copied > 0 {
+        if !copy_allowed || copied > call.copybuf.len {
+            return Err(violation(
+                "bytes are copied only into a copy buffer, at most its length",
+                context(),
+            ));
+        }
+        copied as u32
+    } else {
+        if copied < 0 && !call.copybuf.faults {
+            return Err(violation(
+                "a copy into a valid buffer does not fail",
+                context(),
+            ));
+        }
+        if copied < 0 && copied != -libc::EFAULT {
+            return Err(violation(
+                "a faulting copy buffer reports -EFAULT in copybuf_len",
+                context(),
+            ));
+        }
+        0
+    };
+    if skip as u64 + copied_bytes as u64 > (call.inq - length) as u64 {
+        return Err(violation(
+            "hint and copy never exceed what is still queued",
+            context(),
+        ));
+    }
+    if cap == 0 {
+        if length != 0 || skip + copied_bytes != avail {
+            return Err(violation(
+                "when less than a page is asked for, nothing is mapped and hint plus copy is the request",
+                context(),
+            ));
+        }
+        check_inq(call, 0, copied, inq_after)?;
+        return Ok(Seen::HintOnly);
+    }
+    if length == cap {
+        if skip != 0 {
+            return Err(violation(
+                "the hint is zero when everything asked for was mapped",
+                context(),
+            ));
+        }
+        check_inq(call, length, copied, inq_after)?;
+        return Ok(Seen::MappedAll);
+    }
+    if skip + copied_bytes == 0 {
+        return Err(violation(
+            "mapping less than allowed leaves a hint or a copy (else a receiver spins)",
+            context(),
+        ));
+    }
+    check_inq(call, length, copied, inq_after)?;
+    Ok(Seen::MappedPart)
+}
+
+/// `inq` after the call: what was queued minus what was mapped and copied, plus one for a FIN.
+fn check_inq(
+    call: &Call,
+    length: u32,
+    copied: i32,
+    inq_after: Option<u32>,
+) -> Result<(), CallViolation> {
+    let Some(got) = inq_after else {
+        return Ok(());
+    };
+    let want = call.inq - length - copied.max(0) as u32 + call.fin as u32;
+    if got != want {
+        return Err(violation(
+            "inq is what is still queued after the call (a FIN counts as one)",
+            format!(
+                "queued {} before, mapped {length}, copied {}: inq {got}, expected {want}",
+                call.inq,
+                copied.max(0)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+
+    use super::*;
+
+    const PAGE: u32 = 4096;
+
+    fn call(region: Region, requested: u32, inq: u32) -> Call {
+        Call {
+            page: PAGE,
+            misalignment: 0,
+            region,
+            requested,
+            copybuf: CopyBuf::NONE,
+            listening: false,
+            inq,
+            fin: false,
+        }
+    }
+
+    fn ok(length: u32, skip: u32) -> Answer {
+        Answer::Ok {
+            length,
+            skip,
+            copied: 0,
+            inq_after: None,
+        }
+    }
+
+    fn err(errno: i32) -> Answer {
+        Answer::Err { errno }
+    }
+
+    const OWN: Region = Region::Own { room: 16 * 4096 };
+
+    #[rstest]
+    #[case::all_mapped(call(OWN, 8 * 4096, 20 * 4096), ok(8 * 4096, 0), Seen::MappedAll)]
+    #[case::clamped_to_room(call(Region::Own { room: 4096 }, 1 << 20, 20 * 4096), ok(4096, 0), Seen::MappedAll)]
+    #[case::clamped_to_queue(call(OWN, 1 << 20, 3 * 4096 + 100), ok(3 * 4096, 0), Seen::MappedAll)]
+    #[case::part_with_hint(call(OWN, 1 << 20, 10 * 4096), ok(4096, 3144), Seen::MappedPart)]
+    #[case::none_with_hint(call(OWN, 1 << 20, 10 * 4096), ok(0, 8192), Seen::MappedPart)]
+    #[case::small_request(call(OWN, 100, 10 * 4096), ok(0, 100), Seen::HintOnly)]
+    #[case::short_queue(call(Region::Elsewhere, 1 << 20, 100), ok(0, 100), Seen::HintOnly)]
+    #[case::elsewhere(call(Region::Elsewhere, 4096, 8192), err(libc::EINVAL), Seen::Refused)]
+    #[case::foreign_used(call(Region::Foreign { room: 4096 }, 8192, 8192), ok(4096, 0), Seen::ForeignAccepted)]
+    #[case::foreign_refused(call(Region::Foreign { room: 4096 }, 8192, 8192), err(libc::EINVAL), Seen::ForeignRefused)]
+    fn allowed_answers_pass(#[case] c: Call, #[case] a: Answer, #[case] seen: Seen) {
+        assert_eq!(check(&c, &a), Ok(seen));
+    }
+
+    /// Wrong answers: each must be named.
+    #[rstest]
+    #[case::misaligned_accepted(Call { misalignment: 1, ..call(OWN, 4096, 8192) }, ok(4096, 0), "page aligned")]
+    #[case::misaligned_other_errno(Call { misalignment: 2048, ..call(OWN, 4096, 100) }, ok(0, 100), "page aligned")]
+    #[case::anonymous_accepted(call(Region::Elsewhere, 4096, 8192), ok(4096, 0), "outside every")]
+    #[case::own_refused(call(OWN, 4096, 8192), err(libc::EINVAL), "is accepted")]
+    #[case::not_whole_pages(call(OWN, 1 << 20, 8192), ok(4097, 0), "whole pages")]
+    #[case::beyond_room(call(Region::Own { room: 4096 }, 1 << 20, 8 * 4096), ok(8192, 0), "clamped")]
+    #[case::beyond_queue(call(OWN, 1 << 20, 8192 + 100), ok(3 * 4096, 0), "clamped")]
+    #[case::beyond_request(call(OWN, 4096, 8 * 4096), ok(8192, 0), "clamped")]
+    #[case::hint_when_all_mapped(call(OWN, 8192, 8 * 4096), ok(8192, 5), "hint is zero")]
+    #[case::spin(call(OWN, 1 << 20, 8 * 4096), ok(4096, 0), "spins")]
+    #[case::hint_past_queue(call(OWN, 1 << 20, 8 * 4096), ok(4096, 8 * 4096), "never exceed")]
+    #[case::short_queue_mapped(call(OWN, 1 << 20, 100), ok(4096, 0), "less than a page")]
+    #[case::short_queue_wrong_hint(call(OWN, 1 << 20, 100), ok(0, 99), "less than a page")]
+    #[case::small_request_wrong_hint(call(OWN, 100, 8 * 4096), ok(0, 0), "less than a page is asked")]
+    #[case::listener_accepted(Call { listening: true, ..call(OWN, 4096, 0) }, ok(0, 0), "ENOTCONN")]
+    #[case::eof_missing(Call { fin: true, ..call(OWN, 4096, 0) }, ok(0, 0), "EIO")]
+    fn wrong_answers_are_caught(#[case] c: Call, #[case] a: Answer, #[case] rule: &str) {
+        let v = check(&c, &a).expect_err("a wrong answer passed");
+        assert!(v.to_string().contains(rule), "{v}");
+    }
+
+    fn full(length: u32, skip: u32, copied: i32, inq_after: u32) -> Answer {
+        Answer::Ok {
+            length,
+            skip,
+            copied,
+            inq_after: Some(inq_after),
+        }
+    }
+
+    #[test]
+    fn copy_buffers_and_inq() {
+        let mut c = call(OWN, 1 << 20, 1000);
+        c.copybuf = CopyBuf {
+            len: 4096,
+            faults: false,
+        };
+        assert_eq!(check(&c, &full(0, 0, 1000, 0)), Ok(Seen::CopiedAll));
+        assert!(check(&c, &full(0, 0, 500, 0)).is_err(), "a partial copy");
+        c.copybuf.faults = true;
+        assert_eq!(check(&c, &err(libc::EFAULT)), Ok(Seen::Refused));
+        assert!(
+            check(&c, &full(0, 0, 1000, 0)).is_err(),
+            "a copy into a fault"
+        );
+
+        let mut c = call(OWN, 1 << 20, 3 * 4096 + 100);
+        c.copybuf = CopyBuf {
+            len: 1000,
+            faults: false,
+        };
+        assert_eq!(check(&c, &full(3 * 4096, 0, 100, 0)), Ok(Seen::MappedAll));
+        let wrong_inq = check(&c, &full(3 * 4096, 0, 100, 100)).unwrap_err();
+        assert!(wrong_inq.rule.contains("inq"), "{wrong_inq}");
+        assert!(
+            check(&c, &full(3 * 4096, 0, 2000, 0)).is_err(),
+            "copied past the buffer"
+        );
+        assert!(
+            check(&c, &full(3 * 4096, 0, -libc::EFAULT, 100)).is_err(),
+            "a fault on a valid buffer"
+        );
+        c.copybuf.faults = true;
+        assert_eq!(
+            check(&c, &full(3 * 4096, 0, -libc::EFAULT, 100)),
+            Ok(Seen::MappedAll)
+        );
+        assert!(
+            check(&c, &full(3 * 4096, 0, -libc::EINVAL, 100)).is_err(),
+            "the wrong errno for a fault"
+        );
+    }
+
+    #[test]
+    fn a_fin_counts_in_inq_and_ends_an_empty_queue() {
+        let mut c = call(OWN, 1 << 20, 4096);
+        c.fin = true;
+        let a = Answer::Ok {
+            length: 4096,
+            skip: 0,
+            copied: 0,
+            inq_after: Some(1),
+        };
+        assert_eq!(check(&c, &a), Ok(Seen::MappedAll));
+        c.inq = 0;
+        assert_eq!(check(&c, &err(libc::EIO)), Ok(Seen::Eof));
+    }
+}

@@ -1,0 +1,178 @@
+//! The sending side of a receive test: a thread that writes a stream, with or without
+//! MSG_ZEROCOPY, in bursts, and ends it with a FIN, a reset, or not at all.
+//!
+//! A zero-copy sender must not reuse or free its buffer while the kernel may still read it, so
+//! the stream buffer stays alive until every completion arrived (or a bounded wait ran out);
+//! the error queue is drained as it goes so that option memory never runs out.
+
+use std::io;
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use harness::sys::errqueue;
+use harness::sys::zerocopy::{self, MSG_ZEROCOPY};
+use socket2::Socket;
+
+/// One burst: `len` bytes, then a pause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Burst {
+    pub len: usize,
+    pub pause_ms: u64,
+}
+
+/// How the sender ends the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ending {
+    /// shutdown(SHUT_WR): the receiver sees a FIN after the last byte.
+    Fin,
+    /// close with SO_LINGER 0: the receiver sees a reset.
+    Reset,
+    /// Nothing: the connection stays open (the socket comes back in [`Sent`]).
+    Open,
+}
+
+#[derive(Debug, Clone)]
+pub struct SendPlan {
+    pub bursts: Vec<Burst>,
+    /// Bytes per send call.
+    pub chunk: usize,
+    /// Send with MSG_ZEROCOPY (the socket must have SO_ZEROCOPY).
+    pub zc: bool,
+    pub ending: Ending,
+}
+
+impl SendPlan {
+    /// All of `len` bytes in one burst.
+    pub fn whole(len: usize, chunk: usize, zc: bool, ending: Ending) -> Self {
+        SendPlan {
+            bursts: vec![Burst { len, pause_ms: 0 }],
+            chunk,
+            zc,
+            ending,
+        }
+    }
+
+    pub fn total(&self) -> usize {
+        self.bursts.iter().map(|b| b.len).sum()
+    }
+}
+
+/// What the sender did.
+#[derive(Debug)]
+pub struct Sent {
+    pub bytes: u64,
+    pub calls: u64,
+    /// Zero-copy ids the calls took and ids reported complete.
+    pub zc_ids: u64,
+    pub zc_completed: u64,
+    /// The socket, for [`Ending::Open`].
+    pub socket: Option<Socket>,
+}
+
+/// How long the sender waits for completions it is owed before giving up on them.
+const COMPLETION_WAIT: Duration = Duration::from_secs(3);
+
+/// Starts sending `data` (at least `plan.total()` bytes) on `sock`.
+pub fn spawn(sock: Socket, data: Arc<Vec<u8>>, plan: SendPlan) -> JoinHandle<Result<Sent>> {
+    std::thread::spawn(move || send(sock, &data, &plan))
+}
+
+/// Waits for the sender thread.
+pub fn join(h: JoinHandle<Result<Sent>>) -> Result<Sent> {
+    match h.join() {
+        Ok(r) => r,
+        Err(p) => std::panic::resume_unwind(p),
+    }
+}
+
+fn send(sock: Socket, data: &[u8], plan: &SendPlan) -> Result<Sent> {
+    let fd = sock.as_fd();
+    let flags = if plan.zc { MSG_ZEROCOPY } else { 0 } | libc::MSG_NOSIGNAL;
+    let mut sent = Sent {
+        bytes: 0,
+        calls: 0,
+        zc_ids: 0,
+        zc_completed: 0,
+        socket: None,
+    };
+    let mut pos = 0usize;
+    for burst in &plan.bursts {
+        let end = pos + burst.len;
+        while pos < end {
+            let n = plan.chunk.max(1).min(end - pos);
+            match zerocopy::send_flags(fd, &data[pos..pos + n], flags) {
+                Ok(k) => {
+                    pos += k;
+                    sent.calls += 1;
+                    sent.zc_ids += plan.zc as u64;
+                }
+                // Option memory ran out: completions are pending; let them land.
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    errqueue::wait_err(fd, Duration::from_millis(10))?;
+                }
+                Err(e) if plan.ending == Ending::Reset && is_gone(&e) => break,
+                Err(e) => {
+                    return Err(e).with_context(|| format!("send at stream offset {pos}"));
+                }
+            }
+            if plan.zc {
+                sent.zc_completed += completed(&errqueue::drain(fd)?);
+            }
+        }
+        if burst.pause_ms > 0 {
+            std::thread::sleep(Duration::from_millis(burst.pause_ms));
+        }
+    }
+    sent.bytes = pos as u64;
+    match plan.ending {
+        Ending::Fin => {
+            sock.shutdown(std::net::Shutdown::Write)
+                .context("shutdown(SHUT_WR)")?;
+            if plan.zc {
+                let deadline = Instant::now() + COMPLETION_WAIT;
+                while sent.zc_completed < sent.zc_ids && Instant::now() < deadline {
+                    errqueue::wait_err(fd, Duration::from_millis(20))?;
+                    sent.zc_completed += completed(&errqueue::drain(fd)?);
+                }
+            }
+        }
+        Ending::Reset => {
+            sock.set_linger(Some(Duration::ZERO))
+                .context("SO_LINGER 0")?;
+            drop(sock);
+        }
+        Ending::Open => sent.socket = Some(sock),
+    }
+    Ok(sent)
+}
+
+fn is_gone(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EPIPE) | Some(libc::ECONNRESET))
+}
+
+fn completed(entries: &[errqueue::ErrQueueEntry]) -> u64 {
+    entries
+        .iter()
+        .filter_map(|e| e.completion())
+        .map(|c| c.hi.wrapping_sub(c.lo) as u64 + 1)
+        .sum()
+}
+
+/// Waits until `sock` has at least `n` bytes queued, or `timeout` passes.
+pub fn wait_queued(sock: &Socket, n: u32, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let q = harness::sys::tcp_zc_receive::queued_in(sock.as_fd()).context("SIOCINQ")?;
+        if q >= n {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("only {q} of {n} bytes reached the receiver within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
