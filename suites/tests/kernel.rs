@@ -50,7 +50,13 @@ fn main() {
             eprintln!("restored {k}={v} left by a killed run");
         }
     }
-    let cases = registry::select(registry::all(), &[]).expect("the default selection");
+    // The default selection, plus the selftests that prove the send model can fail against
+    // the real kernel (the runner's own selftests are exercised by tests/cleanup.rs).
+    let mut cases = registry::select(registry::all(), &[]).expect("the default selection");
+    cases.extend(
+        registry::select(registry::all(), &["selftest.send_model".into()])
+            .expect("the model selftests"),
+    );
     let trials = cases
         .into_iter()
         .map(|case| {

@@ -22,7 +22,9 @@ use harness::sys::errqueue;
 use harness::sys::zerocopy::{self, MSG_ZEROCOPY};
 use socket2::Socket;
 
-use super::flow::{await_ids, completions, covered, errno_result, show, zc_send, Net, Variant};
+use super::flow::{
+    await_ids, completions, covered, errno_result, show, show_each, zc_send, Net, Variant,
+};
 use crate::case::{Area, Case, Ctx};
 use crate::model::coalescing::{Behaviour, CopyRule, IdModel, SendCall};
 use crate::model::completions::{check, IdWindow};
@@ -284,7 +286,7 @@ fn sndbuf(ctx: &mut Ctx, v: Variant) -> Result<Verdict> {
     ctx.observe("full_sends", full);
     ctx.observe("partial_sends", partial);
     ctx.observe("eagain_sends", eagain);
-    ctx.observe("notifications", show(&got));
+    ctx.observe("notifications", show_each(&got));
     Ok(Verdict::pass(format!(
         "{partial} partial sends took one id each, {eagain} EAGAIN sends none"
     )))

@@ -39,7 +39,7 @@ use serde::Serialize;
 use socket2::Socket;
 
 use super::flow::{
-    await_ids, completions, errno_result, show, zc_send, Path, Variant, COMPLETION_WAIT,
+    await_ids, completions, errno_result, show, show_each, zc_send, Path, Variant, COMPLETION_WAIT,
 };
 use crate::case::{Area, Case, Ctx};
 use crate::model::coalescing::{Behaviour, CopyRule, IdModel, SendCall};
@@ -405,7 +405,7 @@ fn epoll_oneshot(ctx: &mut Ctx, v: Variant) -> Result<Verdict> {
     let got = completions(&await_ids(&f.sender, 3)?);
     check(IdWindow::new(0, 3), &got, true)
         .map_err(|viol| fail_with(viol.to_string(), show(&got)))?;
-    ctx.observe("notifications", show(&got));
+    ctx.observe("notifications", show_each(&got));
     Ok(Verdict::pass(format!(
         "one EPOLLERR, none while disarmed, one on re-arm ({} read)",
         show(&got)

@@ -328,6 +328,16 @@ pub fn show(completions: &[Completion]) -> String {
         .join(" ")
 }
 
+/// The same, one entry per notification: as an observed fact it is a list, which the matrix
+/// keeps in the report instead of the cell, since how completions happen to merge depends on
+/// timing.
+pub fn show_each(completions: &[Completion]) -> Vec<String> {
+    completions
+        .iter()
+        .map(|c| show(std::slice::from_ref(c)))
+        .collect()
+}
+
 fn so_zerocopy_probe(proto: Proto) -> Answer {
     let what = match proto {
         Proto::Tcp => "TCP",

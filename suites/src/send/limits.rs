@@ -259,12 +259,12 @@ fn memlock(ctx: &mut Ctx, v: Variant) -> Result<Verdict> {
     let work = || sends_under_limit(&f.sender, v.proto, page, limit, limit_bytes, hard);
     let (steps, model) = if ctx.privileges.machine_wide() {
         let uid = scratch_uid();
-        ctx.observe("uid", uid);
+        ctx.observe("charged_to", "an unused uid with no capabilities");
         creds::run_as_uid(uid, work)??
     } else {
         // Rootless: CAP_IPC_LOCK in the initial namespace is already absent; the charges go
         // to the caller's own uid.
-        ctx.observe("uid", "the caller's (rootless)");
+        ctx.observe("charged_to", "the caller's uid (rootless)");
         work()?
     };
     drop(guard);

@@ -21,7 +21,9 @@ use harness::sys::zerocopy::{self, SO_ZEROCOPY};
 use harness::NetNs;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::flow::{await_ids, completions, show, zc_send, Path, Variant, SO_ZEROCOPY_TCP};
+use super::flow::{
+    await_ids, completions, show, show_each, zc_send, Path, Variant, SO_ZEROCOPY_TCP,
+};
 use crate::case::{Area, Case, Ctx};
 use crate::model::completions::{check, IdWindow};
 use crate::outcome::{expect, fail, fail_with, Verdict};
@@ -122,7 +124,7 @@ fn opt_in(ctx: &mut Ctx, v: Variant) -> Result<Verdict> {
             format!("calls: {}\nnotifications: {}", calls.join("; "), show(&got)),
         )
     })?;
-    ctx.observe("notifications", show(&got));
+    ctx.observe("notifications", show_each(&got));
     Ok(Verdict::pass(
         "the flag was ignored without the option; the real sends took ids 0 and 1",
     ))
