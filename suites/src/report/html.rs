@@ -181,16 +181,11 @@ fn differences(m: &Matrix, o: &mut String) {
     let changes = m.outcome_changes();
     let variations = m.variations();
     for ch in &changes {
-        let parts: Vec<String> = ch
-            .outcomes
-            .iter()
-            .map(|(out, cols)| format!("{out} on {}", cols.join(", ")))
-            .collect();
         let _ = writeln!(
             o,
             "<li><code>{}</code>: {}</li>",
             esc(&ch.cases.join(", ")),
-            esc(&parts.join("; "))
+            esc(&ch.describe())
         );
     }
     for v in &variations {

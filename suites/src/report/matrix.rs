@@ -171,6 +171,18 @@ pub struct OutcomeChange {
     pub cases: Vec<String>,
 }
 
+impl OutcomeChange {
+    /// "unsupported on 5.10; pass on 6.1, 6.12": the outcomes and where each was seen.
+    pub fn describe(&self) -> String {
+        let parts: Vec<String> = self
+            .outcomes
+            .iter()
+            .map(|(out, cols)| format!("{out} on {}", cols.join(", ")))
+            .collect();
+        parts.join("; ")
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Matrix {
     pub columns: Vec<Column>,
@@ -830,18 +842,13 @@ mod markdown {
             return;
         }
         for ch in &changes {
-            let parts: Vec<String> = ch
-                .outcomes
-                .iter()
-                .map(|(out, cols)| format!("{out} on {}", cols.join(", ")))
-                .collect();
             let _ = writeln!(
                 o,
                 "- {} ({} case{}): {}",
                 code_list(&ch.cases, 4),
                 ch.cases.len(),
                 if ch.cases.len() == 1 { "" } else { "s" },
-                parts.join("; ")
+                ch.describe()
             );
         }
         for v in &variations {
