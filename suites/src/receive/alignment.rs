@@ -345,5 +345,6 @@ fn seen_name(s: Seen) -> &'static str {
         Seen::MappedAll => "mapped all",
         Seen::MappedPart => "mapped part",
         Seen::Eof => "eof",
+        Seen::NoFastPath => "general rules (no fast path)",
     }
 }

@@ -7,36 +7,48 @@
 use std::os::fd::AsFd;
 
 use harness::sockets::{self, Family, Proto};
+use harness::sys::socket_mmap::{self, Sharing, SocketMapping};
 use harness::sys::tcp_zc_receive::{field_end, ZcCall, STRUCT_LEN};
+use nix::sys::mman::ProtFlags;
 
-use crate::probes::{errno_name, Answer, Requirement};
+use crate::probes::{io_errno, Answer, Requirement};
 
-/// Asks an unconnected TCP socket for a zero-copy receive with a zeroed struct of `optlen`
-/// bytes: a kernel with the option answers 0 and writes back all zero fields.
+/// Asks an unconnected TCP socket for a zero-copy receive into a one-page mapping of that
+/// socket, with a zeroed struct of `optlen` bytes. A kernel with the option answers 0 and keeps
+/// the optlen when its struct reaches that far. The address must be a real socket mapping:
+/// kernels before 5.11 look the mapping up before anything else, so a null address answers
+/// EINVAL there even though the option exists. Only ENOPROTOOPT (or no mmap at all) means the
+/// option is missing.
 fn probe_optlen(optlen: usize, what: &str) -> Answer {
     let sock = match sockets::socket_here(Family::V4, Proto::Tcp) {
         Ok(s) => s,
         Err(e) => return Answer::Blocked(format!("cannot create a TCP socket: {e:#}")),
     };
+    let page = socket_mmap::page_size();
+    let map = match SocketMapping::new(sock.as_fd(), page, ProtFlags::PROT_READ, Sharing::Shared, 0)
+    {
+        Ok(m) => m,
+        Err(e) => {
+            return Answer::Absent(format!(
+                "mmap of a TCP socket: {} (no TCP mmap, so no zero-copy receive)",
+                io_errno(&e)
+            ))
+        }
+    };
     let call = format!(
-        "getsockopt(TCP_ZEROCOPY_RECEIVE) with a zeroed {optlen}-byte struct on an unconnected TCP socket"
+        "getsockopt(TCP_ZEROCOPY_RECEIVE) into a socket mapping with a zeroed {optlen}-byte \
+         struct on an unconnected TCP socket"
     );
-    match ZcCall::new(0, 0).call(sock.as_fd(), optlen as i32) {
+    match ZcCall::new(map.addr(), page as u32).call(sock.as_fd(), optlen as i32) {
         Ok(r) if r.optlen == optlen as i32 => Answer::Present(format!("{call}: 0 ({what})")),
         Ok(r) => Answer::Absent(format!(
             "{call}: 0 with optlen rewritten to {}: the kernel's struct ends before {what}",
             r.optlen
         )),
-        Err(e) => Answer::Absent(format!(
-            "{call}: {}",
-            e.raw_os_error()
-                .map(errno_name)
-                .unwrap_or_else(|| e.to_string())
-        )),
+        Err(e) => Answer::Absent(format!("{call}: {}", io_errno(&e))),
     }
 }
 
-/// The option exists (4.18+): a 16-byte struct is accepted by every kernel that has it.
 pub const ZC_RECEIVE: Requirement = Requirement {
     name: "tcp_zerocopy_receive",
     probe: || probe_optlen(field_end::RECV_SKIP_HINT, "address, length, recv_skip_hint"),
