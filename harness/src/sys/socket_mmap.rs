@@ -108,6 +108,11 @@ impl SocketMapping {
         }
     }
 
+    /// The mapping zero-copy receive uses: `PROT_READ`, from offset 0.
+    pub fn readable(fd: BorrowedFd<'_>, len: usize, sharing: Sharing) -> io::Result<Self> {
+        Self::new(fd, len, ProtFlags::PROT_READ, sharing, 0)
+    }
+
     /// The first byte of the mapping, as the kernel's `address` field wants it.
     pub fn addr(&self) -> u64 {
         self.start as u64

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use harness::sockets::Family;
-use harness::sys::socket_mmap::{self, Prot, Sharing, SocketMapping};
+use harness::sys::socket_mmap::{self, Sharing, SocketMapping};
 use harness::sys::tcp_zc_receive::{self, field_end, ZcCall};
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -161,13 +161,7 @@ fn run(ctx: &mut Ctx) -> Result<Verdict> {
     let net = RxNet::new(Path::Loopback)?;
     let other = net.connect(Family::V4, ConnOpts::default())?;
     let page = socket_mmap::page_size();
-    let other_map = SocketMapping::new(
-        other.receiver.as_fd(),
-        4 * page,
-        Prot::PROT_READ,
-        Sharing::Shared,
-        0,
-    )?;
+    let other_map = SocketMapping::readable(other.receiver.as_fd(), 4 * page, Sharing::Shared)?;
     let world = World {
         net,
         _other: other,
@@ -207,20 +201,9 @@ fn one(w: &World, s: &Scenario) -> Result<BTreeMap<String, u32>> {
     let _sender = sent.socket;
     sender::wait_queued(&conn.receiver, s.size as u32, ARRIVAL)?;
     let rx = &conn.receiver;
-    let own = SocketMapping::new(
-        rx.as_fd(),
-        s.map_pages as usize * page,
-        Prot::PROT_READ,
-        Sharing::Shared,
-        0,
-    )?;
-    let private = SocketMapping::new(
-        rx.as_fd(),
-        s.map_pages as usize * page,
-        Prot::PROT_READ,
-        Sharing::Private,
-        0,
-    )?;
+    let own = SocketMapping::readable(rx.as_fd(), s.map_pages as usize * page, Sharing::Shared)?;
+    let private =
+        SocketMapping::readable(rx.as_fd(), s.map_pages as usize * page, Sharing::Private)?;
     let heap_page = (w.heap.as_ptr() as u64).next_multiple_of(page as u64);
     let optlen = struct_len();
     let mut check_stream = StreamCheck::new(s.pattern, s.size as u64);

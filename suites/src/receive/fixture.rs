@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use harness::sockets::Family;
-use harness::sys::socket_mmap::{self, Prot, Sharing, SocketMapping};
+use harness::sys::socket_mmap::{self, Sharing, SocketMapping};
 use harness::sys::tcp_zc_receive::{self, ZcReply};
 use socket2::Socket;
 
@@ -88,12 +88,10 @@ impl Queued {
 
     /// A PROT_READ, MAP_SHARED mapping of the receiver of `pages` pages.
     pub fn map(&self, pages: usize) -> Result<SocketMapping> {
-        SocketMapping::new(
+        SocketMapping::readable(
             self.receiver.as_fd(),
             pages * socket_mmap::page_size(),
-            Prot::PROT_READ,
             Sharing::Shared,
-            0,
         )
         .context("mmap(PROT_READ, MAP_SHARED) of the receiving socket")
     }

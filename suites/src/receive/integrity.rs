@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use harness::sockets::Family;
-use harness::sys::socket_mmap::{self, Prot, Sharing, SocketMapping};
+use harness::sys::socket_mmap::{self, Sharing, SocketMapping};
 use proptest::prelude::*;
 use serde::Serialize;
 
@@ -226,13 +226,7 @@ fn one_stream(net: &RxNet, path: Path, optlen: i32, s: &Stream) -> Result<Stream
     )?;
     let page = socket_mmap::page_size();
     let window = s.request_pages as usize * page;
-    let map = SocketMapping::new(
-        conn.receiver.as_fd(),
-        window,
-        Prot::PROT_READ,
-        Sharing::Shared,
-        0,
-    )?;
+    let map = SocketMapping::readable(conn.receiver.as_fd(), window, Sharing::Shared)?;
     let data = Arc::new(s.pattern.bytes(s.size));
     let supports_copybuf = optlen >= harness::sys::tcp_zc_receive::field_end::FLAGS as i32;
     let cfg = RxConfig {

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use harness::sockets::Family;
-use harness::sys::socket_mmap::{self, Prot, Sharing, SocketMapping};
+use harness::sys::socket_mmap::{self, Sharing, SocketMapping};
 use harness::sys::tcp_zc_receive::field_end;
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -129,13 +129,7 @@ fn one(net: &RxNet, optlen: i32, s: &Shape) -> Result<String> {
     )?;
     let page = socket_mmap::page_size();
     let window = s.request_pages as usize * page;
-    let map = SocketMapping::new(
-        conn.receiver.as_fd(),
-        window,
-        Prot::PROT_READ,
-        Sharing::Shared,
-        0,
-    )?;
+    let map = SocketMapping::readable(conn.receiver.as_fd(), window, Sharing::Shared)?;
     let plan = SendPlan {
         bursts: s.bursts.clone(),
         chunk: s.chunk,

@@ -9,7 +9,6 @@ use std::os::fd::AsFd;
 use harness::sockets::{self, Family, Proto};
 use harness::sys::socket_mmap::{self, Sharing, SocketMapping};
 use harness::sys::tcp_zc_receive::{field_end, ZcCall, STRUCT_LEN};
-use nix::sys::mman::ProtFlags;
 
 use crate::probes::{io_errno, Answer, Requirement};
 
@@ -25,8 +24,7 @@ fn probe_optlen(optlen: usize, what: &str) -> Answer {
         Err(e) => return Answer::Blocked(format!("cannot create a TCP socket: {e:#}")),
     };
     let page = socket_mmap::page_size();
-    let map = match SocketMapping::new(sock.as_fd(), page, ProtFlags::PROT_READ, Sharing::Shared, 0)
-    {
+    let map = match SocketMapping::readable(sock.as_fd(), page, Sharing::Shared) {
         Ok(m) => m,
         Err(e) => {
             return Answer::Absent(format!(

@@ -10,7 +10,7 @@ use std::os::fd::AsFd;
 
 use anyhow::Result;
 use harness::sockets::{self, Family, Proto};
-use harness::sys::socket_mmap::{self, Prot, Sharing, SocketMapping};
+use harness::sys::socket_mmap::{self, Sharing, SocketMapping};
 use harness::sys::tcp_zc_receive::ZcCall;
 
 use super::fixture::{answer, show, Queued, Spec};
@@ -126,12 +126,10 @@ fn kinds(ctx: &mut Ctx) -> Result<Verdict> {
 }
 
 fn map_of(s: &socket2::Socket, sharing: Sharing) -> Result<SocketMapping> {
-    Ok(SocketMapping::new(
+    Ok(SocketMapping::readable(
         s.as_fd(),
         4 * socket_mmap::page_size(),
-        Prot::PROT_READ,
         sharing,
-        0,
     )?)
 }
 

@@ -213,9 +213,7 @@ fn differences(m: &Matrix, o: &mut String) {
 fn cases(m: &Matrix, base: &Path, o: &mut String) {
     o.push_str("<h2>Cases</h2>\n");
     for area in Area::ALL {
-        let rows: Vec<usize> = (0..m.rows.len())
-            .filter(|&r| m.rows[r].area == area)
-            .collect();
+        let rows = m.rows_in(area);
         if rows.is_empty() {
             continue;
         }

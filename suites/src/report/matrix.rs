@@ -195,6 +195,13 @@ pub struct Matrix {
 }
 
 impl Matrix {
+    /// Indices of the rows of `area`, in matrix order.
+    pub fn rows_in(&self, area: Area) -> Vec<usize> {
+        (0..self.rows.len())
+            .filter(|&r| self.rows[r].area == area)
+            .collect()
+    }
+
     /// Loads reports; an unreadable, malformed or truncated one is an error naming the file
     /// and the problem.
     pub fn load(files: &[PathBuf]) -> Result<Matrix> {
@@ -907,9 +914,7 @@ mod markdown {
              cell that did not pass.\n"
         );
         for area in Area::ALL {
-            let rows: Vec<usize> = (0..m.rows.len())
-                .filter(|&r| m.rows[r].area == area)
-                .collect();
+            let rows = m.rows_in(area);
             if rows.is_empty() {
                 continue;
             }
