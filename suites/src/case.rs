@@ -1,6 +1,6 @@
 //! A conformance case: a stable id, what it needs, and a function that runs it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -67,6 +67,10 @@ pub struct Case {
     /// One line: the promise this case checks, and the reference it mirrors if any.
     pub title: String,
     pub requires: Vec<Requirement>,
+    /// Set when the case touches machine-wide state (a global sysctl, RLIMIT or uid games,
+    /// timing that other cases would disturb): the reason, shown by `zccheck list`. Such cases
+    /// never run alongside another case.
+    pub serial: Option<&'static str>,
     pub run: CaseFn,
 }
 
@@ -83,8 +87,15 @@ impl Case {
             area,
             title: title.into(),
             requires,
+            serial: None,
             run: Arc::new(run),
         }
+    }
+
+    /// Declares that this case touches machine-wide state and must run alone; `why` says what.
+    pub fn serial(mut self, why: &'static str) -> Self {
+        self.serial = Some(why);
+        self
     }
 }
 
@@ -116,6 +127,8 @@ pub struct Ctx {
     pub kernel: KernelInfo,
     pub privileges: Privileges,
     observed: BTreeMap<String, serde_json::Value>,
+    /// Keys of `observed` whose value depends on timing (scheduling, how fast a reader ran).
+    timing_facts: BTreeSet<String>,
     pub(crate) property: Option<PropertyRecord>,
 }
 
@@ -127,6 +140,7 @@ impl Ctx {
             kernel,
             privileges,
             observed: BTreeMap::new(),
+            timing_facts: BTreeSet::new(),
             property: None,
         }
     }
@@ -138,13 +152,31 @@ impl Ctx {
         self.observed.insert(key.into(), v);
     }
 
+    /// Records a fact whose value depends on timing (how notifications coalesced while a
+    /// reader was slow, a count from random runs). It is kept in the report but left out of
+    /// the differences between kernels, like a flaky result.
+    pub fn observe_timing(&mut self, key: impl Into<String>, value: impl Serialize) {
+        let key = key.into();
+        self.timing_facts.insert(key.clone());
+        self.observe(key, value);
+    }
+
     pub fn observed(&self) -> &BTreeMap<String, serde_json::Value> {
         &self.observed
     }
 
-    pub(crate) fn into_parts(
-        self,
-    ) -> (BTreeMap<String, serde_json::Value>, Option<PropertyRecord>) {
-        (self.observed, self.property)
+    pub(crate) fn into_parts(self) -> CtxParts {
+        CtxParts {
+            observed: self.observed,
+            timing_facts: self.timing_facts.into_iter().collect(),
+            property: self.property,
+        }
     }
+}
+
+/// What a finished case leaves behind besides its verdict.
+pub(crate) struct CtxParts {
+    pub observed: BTreeMap<String, serde_json::Value>,
+    pub timing_facts: Vec<String>,
+    pub property: Option<PropertyRecord>,
 }

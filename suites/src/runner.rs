@@ -41,6 +41,9 @@ const RESULT_MARK: &str = "ZCCHECK-CASE-RESULT ";
 pub struct ChildResult {
     pub verdict: Verdict,
     pub observed: std::collections::BTreeMap<String, serde_json::Value>,
+    /// Keys of `observed` that depend on timing (see `Ctx::observe_timing`).
+    #[serde(default)]
+    pub timing_facts: Vec<String>,
     pub property: Option<PropertyRecord>,
 }
 
@@ -67,9 +70,14 @@ pub fn replay_command(opts: &RunOptions, id: &str) -> String {
 pub fn run_one(opts: &RunOptions, case: &Case) -> CaseRecord {
     let started = Instant::now();
     let child_result = spawn_and_wait(opts, case);
-    let (verdict, observed, property) = match child_result {
-        Ok(r) => (r.verdict, r.observed, r.property),
-        Err(e) => (Verdict::error(format!("{e:#}")), Default::default(), None),
+    let (verdict, observed, timing_facts, property) = match child_result {
+        Ok(r) => (r.verdict, r.observed, r.timing_facts, r.property),
+        Err(e) => (
+            Verdict::error(format!("{e:#}")),
+            Default::default(),
+            Vec::new(),
+            None,
+        ),
     };
     let mut rec = CaseRecord {
         id: case.id.clone(),
@@ -79,6 +87,7 @@ pub fn run_one(opts: &RunOptions, case: &Case) -> CaseRecord {
         reason: verdict.reason,
         evidence: verdict.evidence,
         observed,
+        timing_facts,
         property,
         replay: replay_command(opts, &case.id),
         duration_ms: started.elapsed().as_millis() as u64,
@@ -212,6 +221,7 @@ pub fn run_in_process(
         return ChildResult {
             verdict,
             observed: Default::default(),
+            timing_facts: Vec::new(),
             property: None,
         };
     }
@@ -230,10 +240,11 @@ pub fn run_in_process(
             Verdict::error(format!("the case panicked: {msg}"))
         }
     };
-    let (observed, property) = ctx.into_parts();
+    let parts = ctx.into_parts();
     ChildResult {
         verdict,
-        observed,
-        property,
+        observed: parts.observed,
+        timing_facts: parts.timing_facts,
+        property: parts.property,
     }
 }

@@ -1108,6 +1108,7 @@ pub(crate) mod tests {
                         .as_object()
                         .map(|o| o.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
                         .unwrap_or_default(),
+                    timing_facts: vec![],
                     property: None,
                     replay: format!("zccheck run --filter {id}"),
                     duration_ms: 1,

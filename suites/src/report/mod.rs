@@ -83,6 +83,10 @@ pub struct CaseRecord {
     pub evidence: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub observed: BTreeMap<String, serde_json::Value>,
+    /// Keys of `observed` whose value depends on timing: kept, but not a difference between
+    /// kernels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timing_facts: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub property: Option<PropertyRecord>,
     /// The command that reproduces this result.
