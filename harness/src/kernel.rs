@@ -87,7 +87,9 @@ pub fn parse_release(release: &str) -> Option<(u32, u32, u32)> {
     Some((major, minor, patch))
 }
 
-fn read_config(release: &str) -> Option<(String, String)> {
+/// The kernel's configuration text and where it was read: `/proc/config.gz`, else
+/// `/boot/config-RELEASE` (where the VM runner puts it), else the modules folder.
+pub fn read_config(release: &str) -> Option<(String, String)> {
     if let Ok(f) = std::fs::File::open("/proc/config.gz") {
         let mut text = String::new();
         if flate2::read::GzDecoder::new(f)

@@ -194,7 +194,21 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
         selected.len(),
         args.cases
     );
-    let report = execute(&selected, &opts, &args.filter, restored, true)?;
+    let config_check = zccheck::kconfig::Check::running();
+    match config_check {
+        Some(check) => eprintln!("zccheck: {}", check.summary(&selected)),
+        None => eprintln!(
+            "zccheck: the kernel's configuration cannot be read (no /proc/config.gz or \
+             /boot/config-*): cases are gated by probes only"
+        ),
+    }
+    let mut report = execute(&selected, &opts, &args.filter, restored, true)?;
+    if let Some(check) = config_check {
+        report.environment.extra.insert(
+            "kernel_config_off".into(),
+            serde_json::json!(check.off_names()),
+        );
+    }
     if let Some((path, mut f)) = json_out {
         f.write_all(report.to_json().as_bytes())
             .with_context(|| format!("writing {}", path.display()))?;

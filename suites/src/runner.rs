@@ -204,6 +204,18 @@ pub fn run_in_process(
     kernel: KernelInfo,
     privileges: Privileges,
 ) -> ChildResult {
+    if let Some(why) = crate::kconfig::Check::running().and_then(|c| c.gate(case)) {
+        return ChildResult {
+            verdict: Verdict {
+                outcome: Outcome::Skipped,
+                reason: why,
+                evidence: None,
+            },
+            observed: Default::default(),
+            timing_facts: Vec::new(),
+            property: None,
+        };
+    }
     for req in &case.requires {
         let verdict = match req.answer() {
             Answer::Present(_) => continue,
