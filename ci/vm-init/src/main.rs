@@ -2,7 +2,7 @@
 //!
 //! Mounts the pseudo file systems, loads the kernel's own modules the suite needs, runs
 //! `zccheck run` with `ZCCHECK_ENVIRONMENT=vm`, sends the report framed over the second serial
-//! port and powers the VM off. Whatever goes wrong is sent as a failure frame instead, so the
+//! port and resets the VM (qemu's `-no-reboot` makes that its exit). Whatever goes wrong is sent as a failure frame instead, so the
 //! host can tell "the suite could not run" from "the kernel never booted".
 
 use std::fs::{self, File};
@@ -31,7 +31,7 @@ fn main() {
     let cmdline = fs::read_to_string("/proc/cmdline").unwrap_or_default();
     if cmdline.split_whitespace().any(|a| a == PROBE_ARG) {
         say(MARK_PROBE);
-        power_off();
+        end_guest();
     }
     let frame = match run_suite() {
         Ok(report) => frame::encode(Kind::Report, &report),
@@ -50,7 +50,7 @@ fn main() {
         )),
         Err(e) => say(&format!("cannot send the report: {e:#}")),
     }
-    power_off();
+    end_guest();
 }
 
 fn mount_pseudo_fs() -> Result<()> {
@@ -138,10 +138,14 @@ fn uptime() -> f64 {
         .unwrap_or(0.0)
 }
 
-fn power_off() -> ! {
+/// Ends the VM. A reset is what every x86 kernel can do (ACPI, the keyboard controller, a
+/// triple fault), and qemu runs with `-no-reboot`, which turns the reset into its exit; a power
+/// off needs ACPI, and a kernel without it would only halt. Should the kernel refuse both, the
+/// host stops the VM a few seconds after the report (`AFTER_REPORT_GRACE`).
+fn end_guest() -> ! {
     nix::unistd::sync();
+    let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT);
     let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_POWER_OFF);
-    // Only reached if the kernel refused; the host's timeout ends the VM.
     loop {
         std::thread::sleep(Duration::from_secs(60));
     }

@@ -61,6 +61,9 @@ pub fn from_boot(k: &Kernel, boot: &Boot, accel: &str, s: &RunSettings) -> (Repo
         missing_modules: k.missing.clone(),
         ..Default::default()
     };
+    for (key, value) in phase_timings(boot) {
+        prov.extra.insert(key.into(), value);
+    }
     let cause = match frame::decode_last(&boot.report_port) {
         Ok(f) if f.kind == Kind::Report => {
             match Report::parse(&String::from_utf8_lossy(&f.payload)) {
@@ -83,6 +86,21 @@ pub fn from_boot(k: &Kernel, boot: &Boot, accel: &str, s: &RunSettings) -> (Repo
     let mut report = empty_report(k, "vm", s, boot.elapsed);
     prov.attach(&mut report);
     (report, false)
+}
+
+/// Where a VM's time went: booting (qemu start to the init's first line), running the suite
+/// (to the report sent), shutting down (to qemu's end), and how it ended.
+pub fn phase_timings(boot: &Boot) -> Vec<(&'static str, serde_json::Value)> {
+    let ms = |d: Duration| serde_json::json!(d.as_millis() as u64);
+    let mut out = vec![("ended", serde_json::json!(boot.ended.describe()))];
+    if let Some(up) = boot.init_up {
+        out.push(("boot_ms", ms(up)));
+        if let Some(sent) = boot.sent {
+            out.push(("run_ms", ms(sent.saturating_sub(up))));
+            out.push(("shutdown_ms", ms(boot.elapsed.saturating_sub(sent))));
+        }
+    }
+    out
 }
 
 /// The most telling reason there is no frame: a panic line beats a timeout, a timeout beats
@@ -222,6 +240,11 @@ mod tests {
         Boot {
             elapsed: Duration::from_secs(3),
             timed_out,
+            ended: if timed_out {
+                crate::qemu::Ending::TimedOut
+            } else {
+                crate::qemu::Ending::Exited
+            },
             status: None,
             console_tail: console.iter().map(|s| s.to_string()).collect(),
             init_up: console

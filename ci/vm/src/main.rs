@@ -68,6 +68,9 @@ enum Cmd {
         #[command(flatten)]
         args: RunArgs,
     },
+    /// Print the kernel configuration fragment the suite needs (ci/config), to merge into a
+    /// tree with scripts/kconfig/merge_config.sh.
+    Config,
     /// Run every kernel of the list into fixtures/reports, then write REPORT.md and the
     /// HTML page from those reports: the one command that regenerates everything.
     Matrix {
@@ -123,6 +126,9 @@ struct RunArgs {
     /// Install missing host tools first (qemu; root only).
     #[arg(long)]
     setup: bool,
+    /// Extra words for every guest's kernel command line (e.g. `acpi=off`).
+    #[arg(long, value_delimiter = ' ', allow_hyphen_values = true)]
+    append: Vec<String>,
     /// Echo every VM's console, prefixed with its label.
     #[arg(long, short)]
     verbose: bool,
@@ -155,6 +161,10 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         .clone()
         .unwrap_or_else(paths::default_kernel_list);
     match cli.command {
+        Cmd::Config => {
+            print!("{}", zccheck::kconfig::FRAGMENT);
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Setup { print } => {
             let steps = setup::plan()?;
             if steps.is_empty() {
@@ -274,6 +284,7 @@ fn run_kernels(
         },
         refresh: a.refresh,
         verbose: a.verbose,
+        append: a.append,
         binaries,
     };
     run::run(&opts)

@@ -72,10 +72,40 @@ pub struct Boot {
     pub init_up: Option<Duration>,
     pub sent: Option<Duration>,
     pub probe_ok: bool,
+    /// How the VM ended.
+    pub ended: Ending,
     /// The bytes of the report port.
     pub report_port: Vec<u8>,
     pub qemu_stderr: String,
 }
+
+/// How a VM ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// qemu exited by itself: the guest reset (turned into an exit by `-no-reboot`), powered
+    /// off, or qemu failed.
+    Exited,
+    /// The report had been sent, but the guest did not end within [`AFTER_REPORT_GRACE`]
+    /// (a kernel that halts where it should reset): the runner stopped it.
+    StoppedAfterReport,
+    /// The time limit ran out before any report.
+    TimedOut,
+}
+
+impl Ending {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Ending::Exited => "the guest ended itself",
+            Ending::StoppedAfterReport => "the guest did not end after its report; stopped",
+            Ending::TimedOut => "stopped at the time limit",
+        }
+    }
+}
+
+/// How long a guest may take to end after it said its report was sent. The init resets the
+/// VM right after the report; a kernel that ignores that (it halts instead) must not cost the
+/// whole time limit.
+pub const AFTER_REPORT_GRACE: Duration = Duration::from_secs(3);
 
 #[derive(Default)]
 struct Watch {
@@ -165,15 +195,15 @@ pub fn boot(vm: &Vm) -> Result<Boot> {
         let _ = stderr.read_to_string(&mut s);
         s
     });
-    let deadline = started + vm.timeout;
-    let (status, timed_out) = loop {
+    let (status, ended) = loop {
         if let Some(st) = child.try_wait().context("waiting for qemu")? {
-            break (Some(st), false);
+            break (Some(st), Ending::Exited);
         }
-        if Instant::now() >= deadline {
+        let sent = watch.lock().expect("console watch").sent;
+        if let Some(ending) = must_stop(sent, started.elapsed(), vm.timeout) {
             let _ = child.kill();
             let _ = child.wait();
-            break (None, true);
+            break (None, ending);
         }
         std::thread::sleep(Duration::from_millis(50));
     };
@@ -183,7 +213,8 @@ pub fn boot(vm: &Vm) -> Result<Boot> {
     let w = std::mem::take(&mut *watch.lock().expect("console watch"));
     Ok(Boot {
         elapsed,
-        timed_out,
+        timed_out: ended == Ending::TimedOut,
+        ended,
         status,
         console_tail: w.tail.into(),
         init_up: w.init_up,
@@ -192,6 +223,17 @@ pub fn boot(vm: &Vm) -> Result<Boot> {
         report_port: std::fs::read(&port).unwrap_or_default(),
         qemu_stderr,
     })
+}
+
+/// Whether a VM still running `elapsed` after its start must be stopped, and why: a few
+/// seconds after its report was sent (the guest should have ended itself), or at the time
+/// limit when no report came.
+fn must_stop(sent: Option<Duration>, elapsed: Duration, limit: Duration) -> Option<Ending> {
+    match sent {
+        Some(at) if elapsed >= at + AFTER_REPORT_GRACE => Some(Ending::StoppedAfterReport),
+        None if elapsed >= limit => Some(Ending::TimedOut),
+        _ => None,
+    }
 }
 
 /// Decides the accelerator by trying: KVM is used only if a probe boot under it reaches the
@@ -240,5 +282,26 @@ pub fn choose_accel(
                 ),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_guest_that_does_not_end_after_its_report_is_stopped_within_seconds() {
+        let s = Duration::from_secs;
+        let limit = s(300);
+        // Report at 20 s: still running at 21 s is fine, at 23 s it is stopped, long before
+        // the 300 s limit.
+        assert_eq!(must_stop(Some(s(20)), s(21), limit), None);
+        assert_eq!(
+            must_stop(Some(s(20)), s(20) + AFTER_REPORT_GRACE, limit),
+            Some(Ending::StoppedAfterReport)
+        );
+        // No report: only the limit stops it.
+        assert_eq!(must_stop(None, s(299), limit), None);
+        assert_eq!(must_stop(None, s(300), limit), Some(Ending::TimedOut));
     }
 }

@@ -42,6 +42,8 @@ pub struct Options {
     pub settings: RunSettings,
     pub refresh: bool,
     pub verbose: bool,
+    /// Extra kernel command-line words for every guest.
+    pub append: Vec<String>,
     pub binaries: StaticBinaries,
 }
 
@@ -273,12 +275,13 @@ fn one(o: &Options, job: &Job, accel: Accel) -> Done {
         }
         _ => prepare(o, job).and_then(|(k, initrd)| {
             let work = work_dir(o, &k.label);
+            let append: Vec<&str> = o.append.iter().map(String::as_str).collect();
             let boot = qemu::boot(&vm(
                 o,
                 &k,
                 &initrd,
                 accel,
-                &[],
+                &append,
                 o.settings.vm_timeout,
                 &work,
             ))?;
@@ -361,14 +364,30 @@ fn summary_line(label: &str, r: &Report, took: Duration) -> String {
         .filter(|(_, n)| *n > 0)
         .map(|(o, n)| format!("{n} {o}"))
         .collect();
+    let secs = |key: &str| {
+        p.extra
+            .get(key)
+            .and_then(|v| v.as_u64())
+            .map(|ms| ms as f64 / 1000.0)
+    };
+    let phases = match (secs("boot_ms"), secs("run_ms"), secs("shutdown_ms")) {
+        (Some(b), Some(r), Some(s)) => format!(
+            " (boot {b:.1} s, run {r:.1} s, shutdown {s:.1} s: {})",
+            p.extra
+                .get("ended")
+                .and_then(|v| v.as_str())
+                .unwrap_or("ended")
+        ),
+        _ => p
+            .boot_to_init_ms
+            .map(|ms| format!(" (init at {:.1} s)", ms as f64 / 1000.0))
+            .unwrap_or_default(),
+    };
     format!(
-        "[{label}] Linux {}: {} cases ({}), report after {:.1} s{}",
+        "[{label}] Linux {}: {} cases ({}), report after {:.1} s{phases}",
         r.kernel.release,
         r.cases.len(),
         counts.join(", "),
         p.boot_to_report_ms.unwrap_or(0) as f64 / 1000.0,
-        p.boot_to_init_ms
-            .map(|ms| format!(" (init at {:.1} s)", ms as f64 / 1000.0))
-            .unwrap_or_default()
     )
 }
