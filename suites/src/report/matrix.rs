@@ -1117,6 +1117,7 @@ pub(crate) mod tests {
             totals: BTreeMap::new(),
             duration_ms: 1,
             extra: Default::default(),
+            bench: None,
         };
         Provenance {
             label: label.into(),
