@@ -22,6 +22,9 @@ pub struct MachineContext {
     pub hypervisor: bool,
     /// `/proc/loadavg` when the run began: other work on the machine skews the figures.
     pub load_at_start: Option<String>,
+    /// The same when it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_at_end: Option<String>,
     /// `CONFIG_IRQ_TIME_ACCOUNTING`: when set, softirq work is not charged to the thread it
     /// interrupted, so per-thread clocks miss the network stack's softirq share.
     pub irq_time_accounting: Option<bool>,
@@ -57,9 +60,7 @@ impl MachineContext {
             std::env::var("ZCCHECK_ACCEL").ok(),
             &clocksources,
             governor,
-            std::fs::read_to_string("/proc/loadavg")
-                .ok()
-                .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")),
+            load_average(),
             irq_time_accounting,
             allowed_cpus(),
         )
@@ -129,6 +130,7 @@ impl MachineContext {
             accelerator,
             hypervisor,
             load_at_start,
+            load_at_end: None,
             irq_time_accounting,
             timing_meaningful,
             remarks,
@@ -143,11 +145,15 @@ impl MachineContext {
             (None, e) => e.to_string(),
         };
         format!(
-            "{}, {} CPUs, {env}, governor {}, load at start {}{}",
+            "{}, {} CPUs, {env}, governor {}, load average {}{}",
             self.cpu_model,
             self.cpus,
             self.governor.as_deref().unwrap_or("n/a"),
-            self.load_at_start.as_deref().unwrap_or("n/a"),
+            match (&self.load_at_start, &self.load_at_end) {
+                (Some(a), Some(b)) => format!("{a} at start, {b} at end"),
+                (Some(a), None) => format!("{a} at start"),
+                _ => "n/a".into(),
+            },
             if self.timing_meaningful {
                 ""
             } else {
@@ -155,6 +161,13 @@ impl MachineContext {
             }
         )
     }
+}
+
+/// The 1, 5 and 15 minute load averages.
+pub fn load_average() -> Option<String> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
 }
 
 /// CPUs in this process's affinity mask, in order.

@@ -193,10 +193,20 @@ pub fn decide(points: &[Point]) -> Crossover {
         human_size(points[points.len() - 1].size)
     );
     let why = if !cheaper.is_empty() {
+        // Some size was cheaper, and a larger one dearer (else it would be a crossover).
+        let first_cheaper = points
+            .iter()
+            .find(|p| p.verdict == Verdict::Cheaper)
+            .map_or(0, |p| p.size);
+        let dearer_above: Vec<String> = points
+            .iter()
+            .filter(|p| p.verdict == Verdict::Dearer && p.size > first_cheaper)
+            .map(|p| human_size(p.size))
+            .collect();
         format!(
             "cheaper at {} but dearer again at {}",
             cheaper.join(", "),
-            dearer.join(", ")
+            dearer_above.join(", ")
         )
     } else if dearer.is_empty() {
         format!("no size from {range} where the repetitions could be told apart")
@@ -297,7 +307,26 @@ mod tests {
     fn cheaper_then_dearer_again_is_no_crossover() {
         let (c, _) = find(&series(|s| if s <= 4096 { 0.5 } else { 1.5 }, 0.02));
         match c {
-            Crossover::None { why } => assert!(why.contains("dearer again"), "{why}"),
+            Crossover::None { why } => assert_eq!(
+                why,
+                "cheaper at 256 B, 1 KiB, 4 KiB but dearer again at 16 KiB, 64 KiB, 256 KiB"
+            ),
+            other => panic!("{other:?}"),
+        }
+        // Only the dearer sizes above the cheaper one are named.
+        let (c, _) = find(&series(
+            |s| match s {
+                256 => 1.5,
+                1024 => 0.5,
+                _ => 1.5,
+            },
+            0.02,
+        ));
+        match c {
+            Crossover::None { why } => assert_eq!(
+                why,
+                "cheaper at 1 KiB but dearer again at 4 KiB, 16 KiB, 64 KiB, 256 KiB"
+            ),
             other => panic!("{other:?}"),
         }
     }

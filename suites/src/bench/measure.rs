@@ -50,6 +50,8 @@ pub struct RepResult {
     /// completed (MSG_ZEROCOPY ids, or io_uring notifications with usage reports).
     pub zc_copied: u64,
     pub zc_completed: u64,
+    /// Zero-copy receive: bytes the kernel mapped (the rest came through `recv()`).
+    pub rx_mapped: Option<u64>,
 }
 
 /// The CPUs the two threads are pinned to (`None`: not pinned).
@@ -109,19 +111,26 @@ pub fn repetition(
             })
         });
         let receiver = rx.map(|rx| {
-            s.spawn(move || -> Result<Timed> {
+            s.spawn(move || -> Result<(Timed, Option<u64>)> {
                 pin(pins.receiver);
                 barrier.wait();
-                let (t, ()) = timed(|| match mode {
-                    Mode::TcpZerocopyReceive => recv_tcp_zerocopy(rx, size, total, deadline),
-                    Mode::RecvCopy => recv_copy(&rx.sock, size, total, deadline),
-                    _ => recv_copy(&rx.sock, 256 * 1024, total, deadline),
-                })?;
-                Ok(t)
+                timed(|| match mode {
+                    Mode::TcpZerocopyReceive => {
+                        recv_tcp_zerocopy(rx, size, total, deadline).map(Some)
+                    }
+                    Mode::RecvCopy => recv_copy(&rx.sock, size, total, deadline).map(|()| None),
+                    _ => recv_copy(&rx.sock, 256 * 1024, total, deadline).map(|()| None),
+                })
             })
         });
         let (st, stats) = join(sender).context("sending")?;
-        let rt = receiver.map(|h| join(h).context("receiving")).transpose()?;
+        let (rt, rx_mapped) = match receiver {
+            Some(h) => {
+                let (t, mapped) = join(h).context("receiving")?;
+                (Some(t), mapped)
+            }
+            None => (None, None),
+        };
         let end = rt.map_or(st.end, |r| r.end.max(st.end));
         let start = rt.map_or(st.start, |r| r.start.min(st.start));
         Ok(RepResult {
@@ -132,6 +141,7 @@ pub fn repetition(
             receiver_cpu: rt.map(|r| r.cpu),
             zc_copied: stats.copied,
             zc_completed: stats.completed,
+            rx_mapped,
         })
     })
 }
@@ -412,12 +422,12 @@ fn recv_copy(sock: &Socket, unit: usize, total: u64, deadline: Instant) -> Resul
 
 /// tcp_mmap's loop: `TCP_ZEROCOPY_RECEIVE` for up to `unit` bytes into the mapping (the
 /// next call unmaps what the last one mapped), `recv()` of what the kernel says to skip,
-/// `poll` when there is nothing.
-fn recv_tcp_zerocopy(rx: &RecvEnd, unit: usize, total: u64, deadline: Instant) -> Result<()> {
+/// `poll` when there is nothing. Returns the bytes that were mapped.
+fn recv_tcp_zerocopy(rx: &RecvEnd, unit: usize, total: u64, deadline: Instant) -> Result<u64> {
     let map = rx.map.as_ref().context("no socket mapping")?;
     let fd = rx.sock.as_fd();
     let mut scratch = vec![0u8; unit.max(page_size())];
-    let mut got = 0u64;
+    let (mut got, mut mapped) = (0u64, 0u64);
     while got < total {
         check_deadline(deadline, "the zero-copy receive")?;
         let want = (unit as u64).min(total - got).min(map.len() as u64) as u32;
@@ -426,6 +436,7 @@ fn recv_tcp_zerocopy(rx: &RecvEnd, unit: usize, total: u64, deadline: Instant) -
             .map_err(|e| anyhow::anyhow!("TCP_ZEROCOPY_RECEIVE: {}", io_errno(&e)))?;
         let f = reply.fields;
         got += f.length as u64;
+        mapped += f.length as u64;
         let mut skip = (f.recv_skip_hint as u64).min(total - got);
         let progressed = f.length > 0 || skip > 0;
         while skip > 0 {
@@ -445,5 +456,5 @@ fn recv_tcp_zerocopy(rx: &RecvEnd, unit: usize, total: u64, deadline: Instant) -
             poll(&mut pfd, PollTimeout::from(200u16)).context("poll")?;
         }
     }
-    Ok(())
+    Ok(mapped)
 }

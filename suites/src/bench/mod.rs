@@ -137,6 +137,9 @@ pub struct SeriesPoint {
     /// Of the zero-copy sends completed, the share the kernel reported as copied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub copied_fraction: Option<f64>,
+    /// Zero-copy receive: the share of the bytes the kernel mapped rather than copied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mapped_fraction: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -292,6 +295,8 @@ pub fn run(opts: &Options) -> Result<BenchReport> {
         }
     }
 
+    let mut context = context;
+    context.load_at_end = context::load_average();
     let crossovers = crossovers(&series, &context);
     Ok(BenchReport {
         settings: BenchSettings {
@@ -443,6 +448,10 @@ fn summarise(size: u64, arm: Result<&u64, &String>, reps: &[RepResult]) -> Serie
         receiver_ns_per_byte: receiver,
         throughput_mb_s: throughput,
         copied_fraction: (completed > 0).then(|| copied as f64 / completed as f64),
+        mapped_fraction: reps.iter().any(|r| r.rx_mapped.is_some()).then(|| {
+            let mapped: u64 = reps.iter().filter_map(|r| r.rx_mapped).sum();
+            mapped as f64 / reps.iter().map(|r| r.bytes).sum::<u64>().max(1) as f64
+        }),
         error: arm.err().cloned(),
     }
 }

@@ -43,6 +43,11 @@ fn paths_of(b: &BenchReport) -> Vec<PathKind> {
     out
 }
 
+fn cpu(c: Option<usize>) -> String {
+    c.map(|c| c.to_string())
+        .unwrap_or_else(|| "(not pinned)".into())
+}
+
 /// `0.412 ±6%` (median and spread of the side's cost), or why there is none.
 fn cost_cell(s: &Series, size: u64) -> String {
     match s.point(size) {
@@ -66,8 +71,11 @@ pub fn terminal(b: &BenchReport) -> String {
     let _ = writeln!(
         out,
         "  {} repetitions per point after a warm-up; cost = CPU ns per byte of the thread \
-         named (±: (max-min)/median of the repetitions); threads on CPUs {:?}/{:?}",
-        b.settings.repetitions, b.settings.sender_cpu, b.settings.receiver_cpu
+         a mode is about (tx: sender, rx: receiver; ±: (max-min)/median of the repetitions); \
+         sender on CPU {}, receiver on CPU {}",
+        b.settings.repetitions,
+        cpu(b.settings.sender_cpu),
+        cpu(b.settings.receiver_cpu)
     );
     for path in paths_of(b) {
         let measured: Vec<&Series> = b
@@ -85,7 +93,15 @@ pub fn terminal(b: &BenchReport) -> String {
                 let _ = write!(
                     out,
                     " {:>20}",
-                    format!("{} ({})", s.mode.id(), &side_word(s.mode.side())[..4])
+                    format!(
+                        "{} {}",
+                        s.mode.id(),
+                        if s.mode.side() == Side::Send {
+                            "tx"
+                        } else {
+                            "rx"
+                        }
+                    )
                 );
             }
             let _ = writeln!(out);
@@ -102,11 +118,13 @@ pub fn terminal(b: &BenchReport) -> String {
                 }
                 let _ = writeln!(out);
             }
-            if let Some(size) = b.settings.sizes.iter().rev().find(|&&z| {
-                measured
-                    .iter()
-                    .any(|s| s.point(z).is_some_and(|p| p.throughput.is_some()))
-            }) {
+            let largest = measured
+                .iter()
+                .flat_map(|s| s.points.iter())
+                .filter(|p| p.throughput.is_some())
+                .map(|p| p.size)
+                .max();
+            if let Some(size) = &largest {
                 let _ = write!(out, "  MB/s at {}:", human_size(*size));
                 for s in &measured {
                     if let Some(t) = s.point(*size).and_then(|p| p.throughput.as_ref()) {
@@ -139,6 +157,9 @@ pub fn terminal(b: &BenchReport) -> String {
         }
         if let Some(copied) = copied_summary(b, path) {
             let _ = writeln!(out, "  {copied}");
+        }
+        if let Some(mapped) = mapped_summary(b, path) {
+            let _ = writeln!(out, "  {mapped}");
         }
     }
     let absent: Vec<String> = b
@@ -178,6 +199,26 @@ fn copied_summary(b: &BenchReport, path: PathKind) -> Option<String> {
     (!parts.is_empty()).then(|| {
         format!(
             "zero-copy sends the kernel reported as copied (mean over sizes): {}",
+            parts.join(", ")
+        )
+    })
+}
+
+/// "bytes recv.tcp_zerocopy received by mapping pages: 256 B 0%, ..., 1 MiB 98%".
+fn mapped_summary(b: &BenchReport, path: PathKind) -> Option<String> {
+    let s = b.series(path, Mode::TcpZerocopyReceive)?;
+    let parts: Vec<String> = s
+        .points
+        .iter()
+        .filter_map(|p| {
+            p.mapped_fraction
+                .map(|f| format!("{} {:.0}%", human_size(p.size), f * 100.0))
+        })
+        .collect();
+    (!parts.is_empty()).then(|| {
+        format!(
+            "bytes {} received by mapping pages (the rest by recv()): {}",
+            s.mode.id(),
             parts.join(", ")
         )
     })
@@ -320,6 +361,7 @@ pub(crate) mod tests {
             throughput_mb_s: vec![1000.0; 5],
             throughput: Summary::of(&[1000.0; 5]),
             copied_fraction: None,
+            mapped_fraction: None,
             error: None,
         }
     }

@@ -10,10 +10,10 @@ use super::modes::{Mode, Side};
 use super::paths::PathKind;
 use super::BenchReport;
 
-const WIDTH: f64 = 760.0;
+const WIDTH: f64 = 800.0;
 const PANEL_H: f64 = 300.0;
 const LEFT: f64 = 70.0;
-const RIGHT: f64 = 230.0;
+const RIGHT: f64 = 270.0;
 const TOP: f64 = 34.0;
 const BOTTOM: f64 = 42.0;
 const HEADER: f64 = 54.0;
