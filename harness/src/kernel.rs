@@ -87,6 +87,17 @@ pub fn parse_release(release: &str) -> Option<(u32, u32, u32)> {
     Some((major, minor, patch))
 }
 
+/// The value of one option of the running kernel's configuration (`y`, `m`, a number), or
+/// `None` when the option is unset or the configuration cannot be read.
+pub fn config_value(key: &str) -> Option<String> {
+    let u = nix::sys::utsname::uname().ok()?;
+    let (_, text) = read_config(&u.release().to_string_lossy())?;
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v.trim_matches('"').to_string())
+}
+
 /// The kernel's configuration text and where it was read: `/proc/config.gz`, else
 /// `/boot/config-RELEASE` (where the VM runner puts it), else the modules folder.
 pub fn read_config(release: &str) -> Option<(String, String)> {

@@ -3,6 +3,7 @@
 //! The crate holds the cases (one module per feature area), the model they check the kernel
 //! against, the runner, and the report formats. The `zccheck` binary is a thin CLI over it.
 
+pub mod bench;
 pub mod case;
 pub mod devmem;
 pub mod kconfig;

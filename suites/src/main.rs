@@ -61,6 +61,9 @@ enum Cmd {
     /// What changed from report A to report B: new passes, new failures, changed observed
     /// facts and probe answers. Exits 1 when B has new failures.
     Diff { a: PathBuf, b: PathBuf },
+    /// What zero-copy costs and saves here: CPU per byte and throughput per mode, path and
+    /// message size, and the crossover with the copy baseline (needs what `run` needs).
+    Bench(zccheck::bench::cli::BenchArgs),
     /// Internal: run one case in this process and print its result.
     #[command(name = "__case", hide = true)]
     Case {
@@ -127,6 +130,9 @@ fn main() -> ExitCode {
             cmd_matrix(&reports, &out, html.as_deref()).map(|_| ExitCode::SUCCESS)
         }
         Cmd::Diff { a, b } => cmd_diff(&a, &b),
+        Cmd::Bench(args) => ensure_privileges(false)
+            .and_then(|()| zccheck::bench::cli::main(&args))
+            .map(|()| ExitCode::SUCCESS),
         Cmd::Case { id, seed, cases } => cmd_case(&id, seed, cases).map(|_| ExitCode::SUCCESS),
     };
     match result {

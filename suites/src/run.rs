@@ -80,6 +80,7 @@ pub fn execute(
         totals: BTreeMap::new(),
         duration_ms: started.elapsed().as_millis() as u64,
         extra: Default::default(),
+        bench: None,
     };
     report.tally();
     Ok(report)

@@ -71,3 +71,16 @@ fn list_names_every_default_case() {
         "selftests are hidden by default"
     );
 }
+
+#[test]
+fn bench_refuses_unknown_paths_and_unwritable_outputs_before_measuring() {
+    one_line_error(&zccheck(&["bench", "--path", "nowhere"]), "nowhere");
+    one_line_error(
+        &zccheck(&["bench", "--quick", "--svg", "/nonexistent/dir/b.svg"]),
+        "--svg output",
+    );
+    one_line_error(
+        &zccheck(&["bench", "--quick", "--json", "/nonexistent/dir/b.json"]),
+        "--json output",
+    );
+}

@@ -200,6 +200,7 @@ pub fn empty_report(k: &Kernel, kind: &str, s: &RunSettings, took: Duration) -> 
         totals: BTreeMap::new(),
         duration_ms: took.as_millis() as u64,
         extra: Default::default(),
+        bench: None,
     };
     report.tally();
     report

@@ -1,6 +1,7 @@
 //! Thin, documented wrappers over the system calls zero-copy needs and that `libc`, `nix` and
 //! `socket2` leave raw. All `unsafe` of the project lives in this module and in `ethtool`.
 
+pub mod cpu_clock;
 pub mod creds;
 pub mod errqueue;
 pub mod genl;

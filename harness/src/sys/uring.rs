@@ -157,6 +157,12 @@ pub struct Ring {
     queued: usize,
 }
 
+// SAFETY: the raw pointers a `Ring` holds (inside the `msghdr`/`iovec` of requests in
+// flight) point only into heap memory the same `Ring` owns, and the ring is not set up with
+// `SINGLE_ISSUER`, so nothing ties it to the thread that created it: moving it to another
+// thread (a benchmark's sending thread) moves everything it refers to along with it.
+unsafe impl Send for Ring {}
+
 impl Ring {
     /// A ring with `entries` submission slots and four times as many completion slots (every
     /// zero-copy request can post two CQEs).

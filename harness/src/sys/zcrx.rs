@@ -81,6 +81,20 @@ fn page_size() -> usize {
 /// a kernel-allocated refill region, a 16-page user-memory area. `Ok(())` means the kernel
 /// attached the queue; the ring (and the attachment) is released before returning.
 pub fn try_register(shape: RingShape, ifindex: u32, rxq: u32) -> Result<(), ZcrxError> {
+    try_register_with_flags(shape, ifindex, rxq, 0)
+}
+
+/// `ZCRX_REG_NODEV`: a device-less registration (interface 0, queue 0), in which data received
+/// on ordinary sockets is copied into the area (newer than 6.18).
+pub const ZCRX_REG_NODEV: u32 = 2;
+
+/// [`try_register`] with the registration's `flags` field set (such as [`ZCRX_REG_NODEV`]).
+pub fn try_register_with_flags(
+    shape: RingShape,
+    ifindex: u32,
+    rxq: u32,
+    flags: u32,
+) -> Result<(), ZcrxError> {
     let area = Area::new(16).map_err(ZcrxError::Register)?;
     let mut area_reg = io_uring_zcrx_area_reg {
         addr: area.ptr.as_ptr() as u64,
@@ -95,6 +109,7 @@ pub fn try_register(shape: RingShape, ifindex: u32, rxq: u32) -> Result<(), Zcrx
         if_idx: ifindex,
         if_rxq: rxq,
         rq_entries: 4,
+        flags,
         area_ptr: &mut area_reg as *mut _ as u64,
         region_ptr: &mut region as *mut _ as u64,
         ..Default::default()

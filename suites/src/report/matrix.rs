@@ -1118,6 +1118,7 @@ pub(crate) mod tests {
             totals: BTreeMap::new(),
             duration_ms: 1,
             extra: Default::default(),
+            bench: None,
         };
         Provenance {
             label: label.into(),

@@ -41,6 +41,9 @@ pub struct Report {
     pub duration_ms: u64,
     #[serde(flatten)]
     pub extra: Extra,
+    /// What zero-copy costs and saves on this kernel (`zccheck bench`), when measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bench: Option<crate::bench::BenchReport>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
