@@ -37,6 +37,22 @@ pub fn cases() -> Vec<Case> {
             },
         ),
         Case::new(
+            "selftest.global_sysctl",
+            Area::Selftest,
+            "a case that changes a global sysctl for a moment: journalled first (skipped when \
+             the journal cannot be written), restored after",
+            vec![NET_ADMIN, MACHINE_WIDE_PRIVILEGES],
+            |_| {
+                let now: u64 = harness::sysctl::read_outer(GLOBAL_KNOB)?.parse()?;
+                let guard = harness::sysctl::set_global(GLOBAL_KNOB, &(now + 1).to_string())?;
+                std::thread::sleep(Duration::from_millis(100));
+                drop(guard);
+                Ok(crate::outcome::Verdict::pass(format!(
+                    "{GLOBAL_KNOB} changed and restored"
+                )))
+            },
+        ),
+        Case::new(
             "selftest.hang_global_sysctl",
             Area::Selftest,
             "a case killed while a global sysctl is changed: the run restores the sysctl",
