@@ -28,6 +28,24 @@ pub fn retry_interrupted<T>(
     }
 }
 
+/// For a call that waits up to a time it is given (poll, epoll_wait): makes it again after
+/// an interruption with only the time left of `timeout`, so that interruptions never
+/// stretch the wait (a stop every few milliseconds must not keep a 30 ms wait from ending).
+/// The last try gets zero: it still reports what is ready.
+pub fn retry_waiting<T>(
+    timeout: Duration,
+    mut call: impl FnMut(Duration) -> io::Result<T>,
+) -> io::Result<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match call(left) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            other => return other,
+        }
+    }
+}
+
 /// [`retry_interrupted`] for calls that report errors as a negative errno in an `i32`-style
 /// result (`Err(errno)`), such as the wrappers that hand the raw errno to a model.
 pub fn retry_errno<T>(bound: Duration, mut call: impl FnMut() -> Result<T, i32>) -> Result<T, i32> {
@@ -56,6 +74,23 @@ mod tests {
             }
         });
         assert_eq!(r.unwrap(), 3);
+    }
+
+    #[test]
+    fn a_waiting_call_is_made_again_with_the_time_left() {
+        let mut given = Vec::new();
+        let r = retry_waiting(Duration::from_millis(50), |left| {
+            given.push(left);
+            if given.len() < 3 {
+                std::thread::sleep(Duration::from_millis(30));
+                Err(io::Error::from_raw_os_error(libc::EINTR))
+            } else {
+                Ok(())
+            }
+        });
+        r.unwrap();
+        assert!(given[1] < Duration::from_millis(21), "{given:?}");
+        assert_eq!(given[2], Duration::ZERO, "{given:?}");
     }
 
     #[test]
