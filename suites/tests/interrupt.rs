@@ -40,7 +40,7 @@ fn stopped_and_continued_cases_keep_their_verdicts() {
         eprintln!("skipped: needs root");
         return;
     }
-    let mut run = Command::new(bin())
+    let run = Command::new(bin())
         .args(["run", "--cases", "64", "--timeout", "30", "--filter", CASES])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
