@@ -310,20 +310,15 @@ pub fn run_in_process(
     kernel: KernelInfo,
     privileges: Privileges,
 ) -> ChildResult {
-    for req in &case.requires {
-        let verdict = match req.answer() {
-            Answer::Present(_) => continue,
-            Answer::Absent(d) => Verdict {
-                outcome: Outcome::Unsupported,
-                reason: format!("probe {}: {d}", req.name),
-                evidence: None,
-            },
-            Answer::Blocked(d) => Verdict {
-                outcome: Outcome::Skipped,
-                reason: format!("{} ({})", d, req.name),
-                evidence: None,
-            },
-        };
+    // A probe may panic too (a thread it cannot start): that is an error of this case, and
+    // the case process still prints its result.
+    let unmet = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unmet_requirement(case)));
+    let verdict = match unmet {
+        Ok(None) => None,
+        Ok(Some(v)) => Some(v),
+        Err(panic) => Some(verdict_of_panic(panic)),
+    };
+    if let Some(verdict) = verdict {
         return ChildResult {
             verdict,
             observed: Default::default(),
@@ -336,14 +331,7 @@ pub fn run_in_process(
     let verdict = match outcome {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => verdict_of_case_error(e),
-        Err(panic) => {
-            let msg = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "a non-string panic".into());
-            Verdict::error(format!("the case panicked: {msg}"))
-        }
+        Err(panic) => verdict_of_panic(panic),
     };
     let (observed, property) = ctx.into_parts();
     ChildResult {
@@ -351,6 +339,39 @@ pub fn run_in_process(
         observed,
         property,
     }
+}
+
+/// The verdict of the first requirement the kernel or the environment does not meet.
+fn unmet_requirement(case: &Case) -> Option<Verdict> {
+    case.requires.iter().find_map(|req| match req.answer() {
+        Answer::Present(_) => None,
+        Answer::Absent(d) => Some(Verdict {
+            outcome: Outcome::Unsupported,
+            reason: format!("probe {}: {d}", req.name),
+            evidence: None,
+        }),
+        Answer::Blocked(d) => Some(Verdict {
+            outcome: Outcome::Skipped,
+            reason: format!("{} ({})", d, req.name),
+            evidence: None,
+        }),
+    })
+}
+
+/// A panic inside a case is an `error` of that case, saying what panicked.
+fn verdict_of_panic(panic: Box<dyn std::any::Any + Send>) -> Verdict {
+    let msg = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "a non-string panic".into());
+    if msg.starts_with("failed to spawn thread") {
+        return Verdict::error(format!(
+            "the case could not start a thread ({msg}): the limit on processes and threads \
+             (RLIMIT_NPROC, a pids cgroup) is too tight for it"
+        ));
+    }
+    Verdict::error(format!("the case panicked: {msg}"))
 }
 
 /// A case's error as a verdict. A machine-wide write the journal could not make undoable
@@ -366,5 +387,44 @@ fn verdict_of_case_error(e: anyhow::Error) -> Verdict {
             evidence: None,
         },
         None => verdict_of_error(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::case::Area;
+
+    fn run(body: fn() -> Result<Verdict>) -> Verdict {
+        let case = Case::new("selftest.unit", Area::Selftest, "unit", vec![], move |_| {
+            body()
+        });
+        let kernel = KernelInfo::detect().unwrap();
+        let privileges = Privileges::detect().unwrap();
+        run_in_process(&case, 1, 1, kernel, privileges).verdict
+    }
+
+    #[test]
+    fn a_thread_that_cannot_start_is_an_error_of_the_case() {
+        let v = run(|| panic!("failed to spawn thread: Os {{ code: 11 }}"));
+        assert_eq!(v.outcome, Outcome::Error);
+        assert!(
+            v.reason.contains("could not start a thread"),
+            "{}",
+            v.reason
+        );
+    }
+
+    #[test]
+    fn an_unwritable_journal_skips_the_case_with_the_reason() {
+        let v = run(|| {
+            Err(anyhow::Error::new(harness::sysctl::JournalUnavailable {
+                path: "/run/zccheck/sysctl-journal.json".into(),
+                why: "Read-only file system".into(),
+            })
+            .context("setting net.core.optmem_max"))
+        });
+        assert_eq!(v.outcome, Outcome::Skipped);
+        assert!(v.reason.contains("Read-only file system"), "{}", v.reason);
     }
 }
