@@ -1,8 +1,10 @@
-//! A run under a limit too tight to start threads or processes reports the cases it could
-//! not run as `error`, with the reason; it never panics, and still writes its report.
+//! Runs under tight resource limits. A limit too tight to start threads or processes makes
+//! the cases it stops an outcome with the reason, never a panic of the run, and the report
+//! is still written. A hard RLIMIT_MEMLOCK below what a case needs is the environment's:
+//! `skipped`, not `error`.
 //!
-//! RLIMIT_NPROC does not bind root, so the run is made as an unprivileged user (rootless
-//! mode) with setpriv and prlimit. Needs root for that; otherwise it says so and returns.
+//! RLIMIT_NPROC does not bind root, so that run is made as an unprivileged user (rootless
+//! mode) with setpriv and prlimit. Needs root; otherwise each test says so and returns.
 
 use std::process::Command;
 
@@ -68,4 +70,31 @@ fn a_thread_or_process_that_cannot_start_is_an_error_of_its_case() {
         }
     }
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_hard_memlock_limit_below_the_need_is_skipped() {
+    if !nix::unistd::geteuid().is_root()
+        || Command::new("prlimit").arg("--version").output().is_err()
+    {
+        eprintln!("skipped: needs root and prlimit");
+        return;
+    }
+    let out = Command::new("prlimit")
+        .arg("--memlock=4096:4096")
+        .arg(bin())
+        .args(["run", "--cases", "2", "--filter", "send.memlock"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("send.memlock."))
+        .collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    for l in lines {
+        assert!(l.contains(" skipped "), "{l}");
+        assert!(l.contains("hard RLIMIT_MEMLOCK (4096)"), "{l}");
+    }
+    assert!(out.status.success(), "{err}");
 }
