@@ -256,11 +256,41 @@ impl OutputFile {
             "cannot write the {flag} output '{}': it is a directory",
             path.display()
         );
+        f.remove_stale_temps();
         let tmp = f.temp_path();
         std::fs::File::create(&tmp)
             .and_then(|_| std::fs::remove_file(&tmp))
             .with_context(|| format!("cannot write the {flag} output '{}'", path.display()))?;
         Ok(Some(f))
+    }
+
+    /// Removes the temporary files of earlier runs that were killed while writing here.
+    fn remove_stale_temps(&self) {
+        let Some(name) = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+        else {
+            return;
+        };
+        let prefix = format!(".{name}.zccheck-");
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let file = e.file_name().to_string_lossy().into_owned();
+            let pid = file
+                .strip_prefix(&prefix)
+                .and_then(|r| r.strip_suffix(".tmp"))
+                .and_then(|p| p.parse::<u32>().ok());
+            if pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists()) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
     }
 
     fn temp_path(&self) -> PathBuf {

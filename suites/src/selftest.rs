@@ -65,7 +65,7 @@ pub fn cases() -> Vec<Case> {
             |_| {
                 let now: u64 = harness::sysctl::read_outer(GLOBAL_KNOB)?.parse()?;
                 let guard = harness::sysctl::set_global(GLOBAL_KNOB, &(now + 1).to_string())?;
-                std::thread::sleep(Duration::from_millis(100));
+                std::thread::sleep(Duration::from_millis(20));
                 drop(guard);
                 Ok(crate::outcome::Verdict::pass(format!(
                     "{GLOBAL_KNOB} changed and restored"

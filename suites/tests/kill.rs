@@ -87,7 +87,7 @@ fn has_child(pid: u32) -> bool {
 
 fn start_run(state: &Path, json: &Path, filter: &str) -> Child {
     Command::new(bin())
-        .args(["run", "--cases", "2", "--timeout", "5", "--filter", filter])
+        .args(["run", "--cases", "1", "--timeout", "5", "--filter", filter])
         .arg("--json")
         .arg(json)
         .env("ZCCHECK_STATE_DIR", state)
@@ -212,7 +212,7 @@ fn sigkill_at_any_moment_leaves_nothing_and_loses_no_report() {
         let _ = run.kill();
         run.wait().unwrap();
         // Long enough for a surviving child to have exec'd and built its namespaces.
-        std::thread::sleep(Duration::from_millis(300));
+        std::thread::sleep(Duration::from_millis(150));
         let left = survivors_after(Duration::from_secs(1));
         assert!(
             left.is_empty(),
@@ -237,6 +237,15 @@ fn sigkill_at_any_moment_leaves_nothing_and_loses_no_report() {
         machine(),
         "the machine differs after the killed runs"
     );
+    // A run killed while writing its report may leave its temporary file; the next run
+    // writing there removes it.
+    let temps: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(temps.is_empty(), "temporary files left: {temps:?}");
     let _ = std::fs::remove_dir_all(&dir);
     eprintln!(
         "{RANDOM_KILLS} random and {CHILD_MOMENT_KILLS} child-moment kills in {:?}",
