@@ -124,7 +124,13 @@ fn main() -> ExitCode {
             // --help, --version
             return match e.print() {
                 Ok(()) => ExitCode::SUCCESS,
-                Err(_) => ExitCode::from(EXIT_STDOUT_CLOSED),
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                    ExitCode::from(EXIT_STDOUT_CLOSED)
+                }
+                Err(e) => {
+                    say!("zccheck: error: writing to standard output: {e}");
+                    ExitCode::from(2)
+                }
             };
         }
         Err(e) => {

@@ -182,7 +182,12 @@ fn matrix_refuses_to_write_over_its_input() {
 
 /// Commands that print on stdout; `run` needs root.
 fn printing_commands() -> Vec<Vec<&'static str>> {
-    let mut cmds = vec![vec!["list"], vec!["probe"], vec!["probe", "--json"]];
+    let mut cmds = vec![
+        vec!["--help"],
+        vec!["list"],
+        vec!["probe"],
+        vec!["probe", "--json"],
+    ];
     if root() {
         cmds.push(vec![
             "run",
