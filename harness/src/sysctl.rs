@@ -286,6 +286,7 @@ impl Journal {
         let _lock = Flock::lock(lock, FlockArg::LockExclusive)
             .map_err(|(_, e)| e)
             .with_context(|| format!("locking {}", lock_path.display()))?;
+        self.remove_stale_temps();
         let path = self.path();
         let mut map = Self::read(&path)?;
         let before = map.clone();
@@ -294,6 +295,20 @@ impl Journal {
             self.replace(&path, &map)?;
         }
         Ok(out)
+    }
+
+    /// Removes the new journals of writers killed before their rename. Called under the
+    /// lock: no new journal is being written, so every one found is stale.
+    fn remove_stale_temps(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("sysctl-journal.json.") && name.ends_with(".tmp") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
     }
 
     /// Writes `map` to a new file beside the journal and renames it over the journal (or
@@ -464,6 +479,17 @@ mod tests {
         });
         let reads = seen.unwrap_or_else(|p| std::panic::resume_unwind(p));
         assert!(reads > 0);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_killed_writer_s_new_journal_is_removed() {
+        let dir = scratch("stale");
+        std::fs::create_dir_all(&dir).unwrap();
+        let stale = dir.join("sysctl-journal.json.4242.tmp");
+        std::fs::write(&stale, "{").unwrap();
+        Journal::at(&dir).edit(|_| ()).unwrap();
+        assert!(!stale.exists());
         std::fs::remove_dir_all(dir).unwrap();
     }
 
