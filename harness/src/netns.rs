@@ -15,6 +15,23 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use nix::sched::{setns, unshare, CloneFlags};
 
+/// No thread could be started (RLIMIT_NPROC, a pids cgroup): the environment's limit.
+#[derive(Debug)]
+pub struct ThreadUnavailable(pub String);
+
+impl std::fmt::Display for ThreadUnavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "cannot start a thread ({}): the limit on processes and threads (RLIMIT_NPROC, \
+             a pids cgroup) is too tight",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for ThreadUnavailable {}
+
 /// A network namespace, alive while this value (or a socket created inside it) lives.
 #[derive(Debug, Clone)]
 pub struct NetNs {
@@ -26,17 +43,19 @@ impl NetNs {
     /// Creates a fresh namespace with `lo` up. `name` only labels error messages.
     pub fn new(name: &'static str) -> Result<Self> {
         let fd = std::thread::scope(|s| {
-            s.spawn(|| -> Result<OwnedFd> {
-                unshare(CloneFlags::CLONE_NEWNET).context(
-                    "unshare(CLONE_NEWNET) failed: creating a network namespace needs \
+            std::thread::Builder::new()
+                .spawn_scoped(s, || -> Result<OwnedFd> {
+                    unshare(CloneFlags::CLONE_NEWNET).context(
+                        "unshare(CLONE_NEWNET) failed: creating a network namespace needs \
                      CAP_NET_ADMIN (run as root, or let zccheck use a user namespace)",
-                )?;
-                let f = std::fs::File::open("/proc/thread-self/ns/net")
-                    .context("opening /proc/thread-self/ns/net")?;
-                Ok(OwnedFd::from(f))
-            })
-            .join()
-            .expect("namespace creation thread panicked")
+                    )?;
+                    let f = std::fs::File::open("/proc/thread-self/ns/net")
+                        .context("opening /proc/thread-self/ns/net")?;
+                    Ok(OwnedFd::from(f))
+                })
+                .map_err(|e| ThreadUnavailable(format!("creating a network namespace: {e}")))?
+                .join()
+                .expect("namespace creation thread panicked")
         })?;
         let ns = NetNs {
             fd: Arc::new(fd),
@@ -71,11 +90,13 @@ impl NetNs {
     pub fn run<T: Send, F: FnOnce() -> T + Send>(&self, f: F) -> Result<T> {
         let fd = self.fd.as_fd();
         std::thread::scope(|s| {
-            let handle = s.spawn(move || -> Result<T> {
-                setns(fd, CloneFlags::CLONE_NEWNET)
-                    .with_context(|| format!("setns into namespace {}", self.name))?;
-                Ok(f())
-            });
+            let handle = std::thread::Builder::new()
+                .spawn_scoped(s, move || -> Result<T> {
+                    setns(fd, CloneFlags::CLONE_NEWNET)
+                        .with_context(|| format!("setns into namespace {}", self.name))?;
+                    Ok(f())
+                })
+                .map_err(|e| ThreadUnavailable(format!("entering namespace {}: {e}", self.name)))?;
             match handle.join() {
                 Ok(r) => r,
                 Err(panic) => std::panic::resume_unwind(panic),

@@ -190,10 +190,13 @@ impl Sink {
                             kept.extend_from_slice(&buf[..n]);
                         }
                     }
+                    // Interrupted: a stop and continue; the read is simply made again.
                     Err(e)
                         if matches!(
                             e.kind(),
-                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                            io::ErrorKind::WouldBlock
+                                | io::ErrorKind::TimedOut
+                                | io::ErrorKind::Interrupted
                         ) =>
                     {
                         if flag.load(Ordering::Relaxed) {

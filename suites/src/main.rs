@@ -1,13 +1,12 @@
 //! The `zccheck` command line.
 
-use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use harness::privileges::{self, Privileges};
 use zccheck::outcome::Outcome;
 use zccheck::registry;
@@ -91,34 +90,54 @@ struct RunArgs {
     #[arg(long)]
     junit: Option<PathBuf>,
     /// Random cases per property test.
-    #[arg(long, default_value_t = DEFAULT_CASES, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    #[arg(long, default_value_t = DEFAULT_CASES, allow_negative_numbers = true,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
     cases: u32,
     /// Seed of the random cases (default: a fresh one, printed in the report).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     seed: Option<u64>,
     /// Time limit of one case, in seconds.
-    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    #[arg(long, default_value_t = 60, allow_negative_numbers = true,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
     timeout: u64,
     /// Fail instead of entering a user namespace when not privileged.
     #[arg(long)]
     no_rootless: bool,
 }
 
+/// Exit code of a run that completed but whose report could not be written (or printed).
+const EXIT_OUTPUT_LOST: u8 = 3;
+/// Exit code when stdout was closed by its reader (`zccheck list | head`): what a shell
+/// shows for a tool ended by SIGPIPE, without the noise.
+const EXIT_STDOUT_CLOSED: u8 = 128 + libc::SIGPIPE as u8;
+
+/// Writes to stderr; a failing stderr cannot be reported anywhere, so it is not.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 fn main() -> ExitCode {
-    // Behave like a Unix filter when stdout is closed early (`zccheck list | head`).
-    // SAFETY: restoring the default disposition of SIGPIPE before any thread exists.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    // SIGPIPE stays ignored (the Rust default): a closed stdout is an error the commands
+    // handle (quietly), not a signal that would kill a run before its report is written.
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        Err(e) if !e.use_stderr() => {
+            // --help, --version
+            return match e.print() {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                    ExitCode::from(EXIT_STDOUT_CLOSED)
+                }
+                Err(e) => {
+                    say!("zccheck: error: writing to standard output: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
         Err(e) => {
-            // One line, naming what is wrong; clap's usage hint follows `--help`.
-            let text = e.to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
-            eprintln!(
-                "zccheck: {} (see `zccheck --help`)",
-                first.trim_start_matches("error: ")
-            );
+            say!("zccheck: {} (see `zccheck --help`)", usage_error(&e));
             return ExitCode::from(2);
         }
     };
@@ -133,26 +152,193 @@ fn main() -> ExitCode {
         Cmd::Bench(args) => ensure_privileges(false)
             .and_then(|()| zccheck::bench::cli::main(&args))
             .map(|()| ExitCode::SUCCESS),
-        Cmd::Case { id, seed, cases } => cmd_case(&id, seed, cases).map(|_| ExitCode::SUCCESS),
+        Cmd::Case { id, seed, cases } => {
+            // A case process behaves as it always did: SIGPIPE kills it.
+            // SAFETY: restoring the default disposition of SIGPIPE before any thread exists.
+            unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+            cmd_case(&id, seed, cases).map(|_| ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,
+        Err(e) if e.is::<StdoutClosed>() => ExitCode::from(EXIT_STDOUT_CLOSED),
         Err(e) => {
-            eprintln!("zccheck: error: {e:#}");
+            say!("zccheck: error: {e:#}");
             ExitCode::from(2)
         }
     }
 }
 
-/// Opens an output file before the run, so a bad path fails in a second, not after it.
-fn open_output(path: &Option<PathBuf>, flag: &str) -> Result<Option<(PathBuf, File)>> {
-    path.as_ref()
-        .map(|p| {
-            File::create(p)
-                .with_context(|| format!("cannot write the {flag} output '{}'", p.display()))
-                .map(|f| (p.clone(), f))
-        })
-        .transpose()
+/// One line saying what is wrong with the arguments, with the usage line when something is
+/// missing, and any value it echoes shortened to one line.
+fn usage_error(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand
+    ) {
+        let names: Vec<String> = Cli::command()
+            .get_subcommands()
+            .filter(|c| !c.is_hide_set())
+            .map(|c| c.get_name().to_string())
+            .collect();
+        return format!(
+            "no command given; usage: zccheck <COMMAND> (commands: {})",
+            names.join(", ")
+        );
+    }
+    let mut text = e.render().to_string();
+    // A value clap echoes may be overlong or span lines: show it short, on one line.
+    if let Some(ContextValue::String(v)) = e.get(ContextKind::InvalidValue) {
+        text = text.replace(v.as_str(), &shorten(v));
+    }
+    let message = text.split("\n\n").next().unwrap_or_default();
+    let message = message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let message = message.trim_start_matches("error: ").to_string();
+    let usage = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Usage: "))
+        .map(str::to_string);
+    match (e.kind(), usage) {
+        (ErrorKind::MissingRequiredArgument, Some(u)) => format!("{message}; usage: {u}"),
+        _ => message,
+    }
+}
+
+/// A value echoed in a message: one line, at most about 60 characters.
+fn shorten(v: &str) -> String {
+    let one_line: String = v.escape_debug().collect();
+    if one_line.chars().count() <= 60 {
+        return one_line;
+    }
+    let head: String = one_line.chars().take(40).collect();
+    format!("{head}… ({} characters)", v.chars().count())
+}
+
+/// Stdout was closed by its reader.
+#[derive(Debug)]
+struct StdoutClosed;
+
+impl std::fmt::Display for StdoutClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("standard output was closed")
+    }
+}
+
+impl std::error::Error for StdoutClosed {}
+
+/// Writes `text` to stdout. A closed pipe is [`StdoutClosed`] (callers end quietly); any
+/// other failure (a full device) is an error naming stdout.
+fn out(text: &str) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|_| stdout.flush())
+    {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
+        Err(e) => Err(anyhow::Error::new(e).context("writing to standard output")),
+    }
+}
+
+/// An output file, written only once complete: to a temporary file beside it, renamed over
+/// it. Until then, whatever was there (an earlier report) is untouched, whatever happens to
+/// the run.
+struct OutputFile {
+    path: PathBuf,
+    flag: &'static str,
+}
+
+impl OutputFile {
+    /// Checks now that `path` can be written, so a bad path fails in a second, not after
+    /// the run; the file itself is not touched.
+    fn check(path: &Option<PathBuf>, flag: &'static str) -> Result<Option<OutputFile>> {
+        let Some(path) = path else { return Ok(None) };
+        let f = OutputFile {
+            path: path.clone(),
+            flag,
+        };
+        anyhow::ensure!(
+            !path.is_dir(),
+            "cannot write the {flag} output '{}': it is a directory",
+            path.display()
+        );
+        f.remove_stale_temps();
+        let tmp = f.temp_path();
+        std::fs::File::create(&tmp)
+            .and_then(|_| std::fs::remove_file(&tmp))
+            .with_context(|| format!("cannot write the {flag} output '{}'", path.display()))?;
+        Ok(Some(f))
+    }
+
+    /// Removes the temporary files of earlier runs that were killed while writing here.
+    fn remove_stale_temps(&self) {
+        let Some(name) = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+        else {
+            return;
+        };
+        let prefix = format!(".{name}.zccheck-");
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let file = e.file_name().to_string_lossy().into_owned();
+            let pid = file
+                .strip_prefix(&prefix)
+                .and_then(|r| r.strip_suffix(".tmp"))
+                .and_then(|p| p.parse::<u32>().ok());
+            if pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists()) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+
+    fn temp_path(&self) -> PathBuf {
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "output".into());
+        self.path
+            .with_file_name(format!(".{name}.zccheck-{}.tmp", std::process::id()))
+    }
+
+    /// Writes `text` completely, then renames it into place.
+    fn write(&self, text: &str) -> Result<()> {
+        let tmp = self.temp_path();
+        let done = (|| -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(text.as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &self.path)
+        })();
+        if let Err(e) = done {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(anyhow::Error::new(e).context(format!(
+                "the {} output was not written to '{}'{}",
+                self.flag,
+                self.path.display(),
+                if self.path.exists() {
+                    " (the file there is the earlier one, untouched)"
+                } else {
+                    ""
+                }
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Makes sure we may build namespaces: natively, or by entering a user namespace.
@@ -170,7 +356,7 @@ fn ensure_privileges(no_rootless: bool) -> Result<()> {
         bail!("{need}; rootless mode is not possible here: {why}");
     }
     privileges::enter_rootless().with_context(|| format!("{need}; rootless mode failed"))?;
-    eprintln!(
+    say!(
         "zccheck: not privileged; running rootless in a user namespace of its own \
          (cases that need machine-wide privileges are skipped)"
     );
@@ -180,12 +366,12 @@ fn ensure_privileges(no_rootless: bool) -> Result<()> {
 fn cmd_run(args: RunArgs) -> Result<ExitCode> {
     // Entering a user namespace requires a single-threaded process: do it first.
     ensure_privileges(args.no_rootless)?;
-    let selected = registry::select(registry::all(), &args.filter)?;
-    let json_out = open_output(&args.json, "--json")?;
-    let junit_out = open_output(&args.junit, "--junit")?;
+    let selected = select(&args.filter)?;
+    let json_out = OutputFile::check(&args.json, "--json")?;
+    let junit_out = OutputFile::check(&args.junit, "--junit")?;
     let restored = harness::sysctl::recover().context("restoring sysctls a killed run left")?;
     for (k, v) in &restored {
-        eprintln!("zccheck: restored {k}={v}, left changed by an earlier run that was killed");
+        say!("zccheck: restored {k}={v}, left changed by an earlier run that was killed");
     }
     let seed = args.seed.unwrap_or_else(fresh_seed);
     let opts = RunOptions {
@@ -195,15 +381,15 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
         timeout: Duration::from_secs(args.timeout),
         replay_exe: std::env::args().next().unwrap_or_else(|| "zccheck".into()),
     };
-    eprintln!(
+    say!(
         "zccheck: running {} cases (seed {seed}, {} random cases per property)",
         selected.len(),
         args.cases
     );
     let config_check = zccheck::kconfig::Check::running();
     match config_check {
-        Some(check) => eprintln!("zccheck: {}", check.summary(&selected)),
-        None => eprintln!(
+        Some(check) => say!("zccheck: {}", check.summary(&selected)),
+        None => say!(
             "zccheck: the kernel's configuration cannot be read (no /proc/config.gz or \
              /boot/config-*): cases are gated by probes only"
         ),
@@ -215,26 +401,54 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
             serde_json::json!(check.off_names()),
         );
     }
-    if let Some((path, mut f)) = json_out {
-        f.write_all(report.to_json().as_bytes())
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    if let Some((path, mut f)) = junit_out {
-        f.write_all(junit::render(&report)?.as_bytes())
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    if args.ktap {
-        print!("{}", ktap::render(&report));
-        eprint!("{}", terminal::summary(&report));
-    } else {
-        print!("{}", terminal::summary(&report));
-    }
     let bad = report.count(Outcome::Fail) + report.count(Outcome::Error);
-    Ok(if bad == 0 {
+    let mut code = if bad == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    })
+    };
+    // The summary first: whatever happens to the files, the person sees the result.
+    let printed = if args.ktap {
+        let p = out(&ktap::render(&report));
+        say!("{}", terminal::summary(&report).trim_end());
+        p
+    } else {
+        out(&terminal::summary(&report))
+    };
+    match printed {
+        Ok(()) => {}
+        // Nobody reads stdout any more: the files still get written.
+        Err(e) if e.is::<StdoutClosed>() => {}
+        Err(e) => {
+            say!("zccheck: error: {e:#}; the run completed");
+            code = ExitCode::from(EXIT_OUTPUT_LOST);
+        }
+    }
+    let outputs = [
+        json_out.map(|f| (f, Ok(report.to_json()))),
+        junit_out.map(|f| (f, junit::render(&report))),
+    ];
+    for (file, text) in outputs.into_iter().flatten() {
+        if let Err(e) = text.and_then(|t| file.write(&t)) {
+            say!("zccheck: error: the run completed, but {e:#}");
+            code = ExitCode::from(EXIT_OUTPUT_LOST);
+        }
+    }
+    Ok(code)
+}
+
+/// The selected cases; a pattern echoed in an error is shortened to one line.
+fn select(filter: &[String]) -> Result<Vec<zccheck::case::Case>> {
+    if let Some(bad) = filter
+        .iter()
+        .find(|f| f.chars().count() > 100 || f.chars().any(char::is_control))
+    {
+        bail!(
+            "unknown filter '{}': it matches no case id or area (`zccheck list` shows the ids)",
+            shorten(bad)
+        );
+    }
+    registry::select(registry::all(), filter)
 }
 
 fn fresh_seed() -> u64 {
@@ -246,13 +460,20 @@ fn fresh_seed() -> u64 {
 }
 
 fn cmd_list(filter: &[String]) -> Result<()> {
-    let cases = registry::select(registry::all(), filter)?;
+    let cases = select(filter)?;
     let width = cases.iter().map(|c| c.id.len()).max().unwrap_or(0);
+    let mut text = String::new();
     for c in &cases {
         let reqs: Vec<&str> = c.requires.iter().map(|r| r.name).collect();
-        println!("{:<width$}  {}  [{}]", c.id, c.title, reqs.join(", "));
+        text.push_str(&format!(
+            "{:<width$}  {}  [{}]\n",
+            c.id,
+            c.title,
+            reqs.join(", ")
+        ));
     }
-    eprintln!("{} cases", cases.len());
+    out(&text)?;
+    say!("{} cases", cases.len());
     Ok(())
 }
 
@@ -260,10 +481,9 @@ fn cmd_probe(json: bool) -> Result<()> {
     let kernel = harness::kernel::KernelInfo::detect()?;
     let records = probe_all(&requirements_of(&registry::all()));
     if json {
-        println!("{}", serde_json::to_string_pretty(&records)?);
-        return Ok(());
+        return out(&format!("{}\n", serde_json::to_string_pretty(&records)?));
     }
-    println!("Linux {} ({})", kernel.release, kernel.arch);
+    let mut text = format!("Linux {} ({})\n", kernel.release, kernel.arch);
     let width = records.iter().map(|r| r.name.len()).max().unwrap_or(0);
     for r in &records {
         let (word, detail) = match &r.answer {
@@ -271,28 +491,53 @@ fn cmd_probe(json: bool) -> Result<()> {
             zccheck::probes::Answer::Absent(d) => ("no", d),
             zccheck::probes::Answer::Blocked(d) => ("blocked", d),
         };
-        println!("{:<width$}  {word:<7}  {detail}", r.name);
+        text.push_str(&format!("{:<width$}  {word:<7}  {detail}\n", r.name));
     }
-    Ok(())
+    out(&text)
 }
 
-fn cmd_matrix(reports: &[PathBuf], out: &Path, html: Option<&Path>) -> Result<()> {
+/// Whether two paths name the same existing file.
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => (x.dev(), x.ino()) == (y.dev(), y.ino()),
+        _ => false,
+    }
+}
+
+fn cmd_matrix(reports: &[PathBuf], out_path: &Path, html: Option<&Path>) -> Result<()> {
+    for (flag, target) in [("-o", Some(out_path)), ("--html", html)] {
+        let Some(target) = target else { continue };
+        if let Some(input) = reports.iter().find(|r| same_file(r, target)) {
+            bail!(
+                "refusing to write the matrix ({flag} {}) over its input report {}",
+                target.display(),
+                input.display()
+            );
+        }
+    }
     let m = zccheck::report::matrix::Matrix::load(reports)?;
     let folder = |p: &Path| match p.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    std::fs::write(out, m.markdown(&folder(out)))
-        .with_context(|| format!("writing {}", out.display()))?;
+    let md = OutputFile {
+        path: out_path.to_path_buf(),
+        flag: "-o",
+    };
+    md.write(&m.markdown(&folder(out_path)))?;
     if let Some(h) = html {
-        std::fs::write(h, zccheck::report::html::render(&m, &folder(h)))
-            .with_context(|| format!("writing {}", h.display()))?;
+        let page = OutputFile {
+            path: h.to_path_buf(),
+            flag: "--html",
+        };
+        page.write(&zccheck::report::html::render(&m, &folder(h)))?;
     }
-    eprintln!(
+    say!(
         "zccheck: matrix of {} kernels x {} cases written to {}{}",
         m.columns.len(),
         m.rows.len(),
-        out.display(),
+        out_path.display(),
         html.map(|h| format!(" and {}", h.display()))
             .unwrap_or_default()
     );
@@ -302,7 +547,7 @@ fn cmd_matrix(reports: &[PathBuf], out: &Path, html: Option<&Path>) -> Result<()
 fn cmd_diff(a: &Path, b: &Path) -> Result<ExitCode> {
     let (ra, rb) = (Report::load(a)?, Report::load(b)?);
     let d = zccheck::report::diff::diff(&ra, &rb);
-    print!("{}", d.render());
+    out(&d.render())?;
     Ok(if d.has_new_failures() {
         ExitCode::from(1)
     } else {

@@ -130,6 +130,7 @@ pub const NET_ADMIN: Requirement = Requirement {
     name: "env.net_admin",
     probe: || match harness::NetNs::new("probe") {
         Ok(_) => Answer::Present("a network namespace could be created".into()),
+        Err(e) if e.is::<harness::netns::ThreadUnavailable>() => Answer::Blocked(e.to_string()),
         Err(e) => Answer::Blocked(format!(
             "cannot create a network namespace ({e:#}); run as root or with CAP_NET_ADMIN"
         )),

@@ -3,11 +3,13 @@
 //! A child process per case is what makes the promises of a run hold: a case that panics or
 //! aborts cannot take the run down, a case that hangs is killed (SIGKILL) when its time is up
 //! and recorded as `error: timeout`, and whatever the case built (namespaces, veths, sockets)
-//! is freed by the kernel with the process. Children die with the parent (PR_SET_PDEATHSIG),
-//! so killing a run leaves no case behind. After every child the sysctl journal is replayed,
-//! so a global sysctl a killed case had changed is restored at once.
+//! is freed by the kernel with the process. Each child leads a process group of its own and
+//! dies with the run (the death signal is set before exec, so no kill of the run is too
+//! early); the run reaps the whole group, whatever the case started. Several cases may run at
+//! once: nothing here is global to the run. After every child the sysctl journal is
+//! replayed, so a global sysctl a killed case had changed is restored at once.
 
-use std::io::{BufRead, BufReader, Read};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,6 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use harness::kernel::KernelInfo;
 use harness::privileges::Privileges;
+use harness::sys::process;
 use serde::{Deserialize, Serialize};
 
 use crate::case::{Case, Ctx, PropertyRecord};
@@ -110,8 +113,11 @@ pub fn run_one(opts: &RunOptions, case: &Case) -> CaseRecord {
 }
 
 fn spawn_and_wait(opts: &RunOptions, case: &Case) -> Result<ChildResult> {
-    let mut child = Command::new(&opts.exe)
-        .arg("__case")
+    // Orphans of a case become ours, so the case's group can always be reaped (see
+    // harness::sys::process). Setting it again for every case is harmless.
+    process::become_subreaper().context("becoming the reaper of the case processes")?;
+    let mut cmd = Command::new(&opts.exe);
+    cmd.arg("__case")
         .arg(&case.id)
         .arg("--seed")
         .arg(case_seed(opts.seed, &case.id).to_string())
@@ -119,59 +125,174 @@ fn spawn_and_wait(opts: &RunOptions, case: &Case) -> Result<ChildResult> {
         .arg(opts.cases.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::piped());
+    process::die_with_this_process(&mut cmd);
+    let mut child = cmd
         .spawn()
         .with_context(|| format!("starting {} __case {}", opts.exe.display(), case.id))?;
-    let stdout = child.stdout.take().expect("piped stdout");
-    let stderr = child.stderr.take().expect("piped stderr");
-    let out_reader = std::thread::spawn(move || -> Option<String> {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(|l| l.ok())
-            .filter_map(|l| l.strip_prefix(RESULT_MARK).map(str::to_string))
-            .last()
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = stderr.take(1 << 20).read_to_end(&mut buf);
-        String::from_utf8_lossy(&buf).into_owned()
-    });
-    let deadline = Instant::now() + opts.timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait().context("waiting for the case process")? {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(5));
+    let pid = child.id();
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        unreachable!("both pipes were asked for");
     };
-    let line = out_reader.join().unwrap_or(None);
-    let stderr_text = err_reader.join().unwrap_or_default();
-    let tail = tail_lines(&stderr_text, 8);
-    let Some(status) = status else {
+    let deadline = Instant::now() + opts.timeout;
+    let collected = collect_output(pid, stdout, stderr, deadline);
+    // Whatever happened, nothing of the case may outlive this function: kill its group (the
+    // leader is ended or still unreaped, so its id cannot have been reused), reap the leader
+    // through `child`, then every orphan left in the group.
+    let _ = process::kill_group(pid);
+    let status = child.wait().context("waiting for the case process")?;
+    let (_, all_reaped) = process::reap_group(pid, Duration::from_secs(5));
+    let out = collected?;
+    let tail = tail_lines(&out.stderr, 8);
+    let last_output = || {
+        if tail.is_empty() {
+            String::new()
+        } else {
+            format!("; its last output:\n{tail}")
+        }
+    };
+    if out.timed_out {
         anyhow::bail!(
             "timeout: no result within {:?}; the case process was killed{}",
             opts.timeout,
-            if tail.is_empty() {
-                String::new()
-            } else {
-                format!("; its last output:\n{tail}")
-            }
+            last_output()
         );
-    };
-    match line {
+    }
+    anyhow::ensure!(
+        all_reaped,
+        "processes the case started did not end within 5 s of being killed"
+    );
+    match out.result_line {
         Some(l) => serde_json::from_str(&l).context("the case process printed a malformed result"),
         None => anyhow::bail!(
             "the case process ended ({status}) without a result{}",
-            if tail.is_empty() {
-                String::new()
-            } else {
-                format!("; its last output:\n{tail}")
-            }
+            last_output()
         ),
+    }
+}
+
+/// What a case process printed, read until it ended or the deadline passed.
+struct Output {
+    /// The last result line on stdout.
+    result_line: Option<String>,
+    /// The end of stderr (at most [`STDERR_KEPT`] bytes).
+    stderr: String,
+    timed_out: bool,
+}
+
+/// The most of a case's stderr kept for the record.
+const STDERR_KEPT: usize = 1 << 20;
+/// The most of a case's stdout kept: far more than any result line.
+const STDOUT_KEPT: usize = 64 << 20;
+
+/// Reads both pipes of the case process `pid` on this thread (no reader threads: a run
+/// that may not start one more thread still runs its cases) until it ends, or kills its
+/// group at `deadline`.
+fn collect_output(
+    pid: u32,
+    stdout: std::process::ChildStdout,
+    stderr: std::process::ChildStderr,
+    deadline: Instant,
+) -> Result<Output> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut pipes = [
+        Pipe::new(stdout.into(), STDOUT_KEPT)?,
+        Pipe::new(stderr.into(), STDERR_KEPT)?,
+    ];
+    let mut timed_out = false;
+    let mut ended_at: Option<Instant> = None;
+    loop {
+        if pipes.iter().all(|p| p.eof) {
+            break;
+        }
+        let now = Instant::now();
+        if ended_at.is_none() {
+            if process::has_exited(pid).context("waiting for the case process")? {
+                // Whatever still holds the pipes open belongs to the case: end it.
+                process::kill_group(pid).context("killing the case's process group")?;
+                ended_at = Some(now);
+            } else if now >= deadline {
+                timed_out = true;
+                process::kill_group(pid).context("killing the timed-out case")?;
+                ended_at = Some(now);
+            }
+        } else if ended_at.is_some_and(|t| now.duration_since(t) > Duration::from_secs(5)) {
+            anyhow::bail!("the case's output pipes stayed open 5 s after it was killed");
+        }
+        let mut fds: Vec<PollFd> = pipes
+            .iter()
+            .filter(|p| !p.eof)
+            .map(|p| PollFd::new(p.fd.as_fd(), PollFlags::POLLIN))
+            .collect();
+        match poll(&mut fds, PollTimeout::from(20u8)) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e).context("polling the case's output"),
+        }
+        for p in pipes.iter_mut().filter(|p| !p.eof) {
+            p.read_available()?;
+        }
+    }
+    let [out, err] = pipes;
+    let result_line = String::from_utf8_lossy(&out.data)
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix(RESULT_MARK).map(str::to_string));
+    let stderr = String::from_utf8_lossy(&err.data[err.data.len().saturating_sub(STDERR_KEPT)..])
+        .into_owned();
+    Ok(Output {
+        result_line,
+        stderr,
+        timed_out,
+    })
+}
+
+/// One output pipe of a case process, read without blocking.
+struct Pipe {
+    fd: std::os::fd::OwnedFd,
+    data: Vec<u8>,
+    eof: bool,
+    /// How much of the end of the output to keep.
+    keep: usize,
+}
+
+impl Pipe {
+    fn new(fd: std::os::fd::OwnedFd, keep: usize) -> Result<Self> {
+        use nix::fcntl::{fcntl, FcntlArg, OFlag};
+        let flags = OFlag::from_bits_truncate(fcntl(&fd, FcntlArg::F_GETFL)?);
+        fcntl(&fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+        Ok(Pipe {
+            fd,
+            data: Vec::new(),
+            eof: false,
+            keep,
+        })
+    }
+
+    fn read_available(&mut self) -> Result<()> {
+        let mut buf = [0u8; 64 * 1024];
+        loop {
+            match nix::unistd::read(&self.fd, &mut buf) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(());
+                }
+                Ok(n) => {
+                    self.data.extend_from_slice(&buf[..n]);
+                    // Keep memory bounded: a chatty case keeps only its last output.
+                    if self.data.len() > 2 * self.keep {
+                        let cut = self.data.len() - self.keep;
+                        let keep_from = self.data[..cut]
+                            .iter()
+                            .rposition(|b| *b == b'\n')
+                            .map_or(cut, |i| i + 1);
+                        self.data.drain(..keep_from);
+                    }
+                }
+                Err(nix::errno::Errno::EAGAIN) => return Ok(()),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e).context("reading the case's output"),
+            }
+        }
     }
 }
 
@@ -182,14 +303,8 @@ fn tail_lines(s: &str, n: usize) -> String {
 
 /// The child side: runs `case` in this process and prints the result line.
 pub fn child_main(case: &Case, seed: u64, cases: u32, privileges: Privileges) -> Result<()> {
-    // Die with the parent, so a killed run leaves no case running. If the parent is already
-    // gone (the race before prctl), stop at once.
-    let parent = nix::unistd::getppid();
-    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and changes nothing else.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
-    if nix::unistd::getppid() != parent {
-        std::process::exit(1);
-    }
+    // The death signal was set before exec (harness::sys::process): this process dies with
+    // the run, and did not start at all if the run was already gone.
     let kernel = KernelInfo::detect()?;
     let result = run_in_process(case, seed, cases, kernel, privileges);
     println!("{RESULT_MARK}{}", serde_json::to_string(&result)?);
@@ -204,32 +319,15 @@ pub fn run_in_process(
     kernel: KernelInfo,
     privileges: Privileges,
 ) -> ChildResult {
-    if let Some(why) = crate::kconfig::Check::running().and_then(|c| c.gate(case)) {
-        return ChildResult {
-            verdict: Verdict {
-                outcome: Outcome::Skipped,
-                reason: why,
-                evidence: None,
-            },
-            observed: Default::default(),
-            timing_facts: Vec::new(),
-            property: None,
-        };
-    }
-    for req in &case.requires {
-        let verdict = match req.answer() {
-            Answer::Present(_) => continue,
-            Answer::Absent(d) => Verdict {
-                outcome: Outcome::Unsupported,
-                reason: format!("probe {}: {d}", req.name),
-                evidence: None,
-            },
-            Answer::Blocked(d) => Verdict {
-                outcome: Outcome::Skipped,
-                reason: format!("{} ({})", d, req.name),
-                evidence: None,
-            },
-        };
+    // A probe may panic too (a thread it cannot start): that is an error of this case, and
+    // the case process still prints its result.
+    let unmet = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unmet_requirement(case)));
+    let verdict = match unmet {
+        Ok(None) => None,
+        Ok(Some(v)) => Some(v),
+        Err(panic) => Some(verdict_of_panic(panic)),
+    };
+    if let Some(verdict) = verdict {
         return ChildResult {
             verdict,
             observed: Default::default(),
@@ -242,15 +340,8 @@ pub fn run_in_process(
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&mut ctx)));
     let verdict = match outcome {
         Ok(Ok(v)) => v,
-        Ok(Err(e)) => verdict_of_error(e),
-        Err(panic) => {
-            let msg = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "a non-string panic".into());
-            Verdict::error(format!("the case panicked: {msg}"))
-        }
+        Ok(Err(e)) => verdict_of_case_error(e),
+        Err(panic) => verdict_of_panic(panic),
     };
     let parts = ctx.into_parts();
     ChildResult {
@@ -258,5 +349,100 @@ pub fn run_in_process(
         observed: parts.observed,
         timing_facts: parts.timing_facts,
         property: parts.property,
+    }
+}
+
+/// The verdict of the first requirement the kernel or the environment does not meet.
+fn unmet_requirement(case: &Case) -> Option<Verdict> {
+    if let Some(why) = crate::kconfig::Check::running().and_then(|c| c.gate(case)) {
+        return Some(Verdict {
+            outcome: Outcome::Skipped,
+            reason: why,
+            evidence: None,
+        });
+    }
+    case.requires.iter().find_map(|req| match req.answer() {
+        Answer::Present(_) => None,
+        Answer::Absent(d) => Some(Verdict {
+            outcome: Outcome::Unsupported,
+            reason: format!("probe {}: {d}", req.name),
+            evidence: None,
+        }),
+        Answer::Blocked(d) => Some(Verdict {
+            outcome: Outcome::Skipped,
+            reason: format!("{} ({})", d, req.name),
+            evidence: None,
+        }),
+    })
+}
+
+/// A panic inside a case is an `error` of that case, saying what panicked.
+fn verdict_of_panic(panic: Box<dyn std::any::Any + Send>) -> Verdict {
+    let msg = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "a non-string panic".into());
+    if msg.starts_with("failed to spawn thread") {
+        return Verdict::error(format!(
+            "the case could not start a thread ({msg}): the limit on processes and threads \
+             (RLIMIT_NPROC, a pids cgroup) is too tight for it"
+        ));
+    }
+    Verdict::error(format!("the case panicked: {msg}"))
+}
+
+/// A case's error as a verdict. A machine-wide write the journal could not make undoable
+/// (a read-only `/run`) is the environment's limit: `skipped`, with the reason.
+fn verdict_of_case_error(e: anyhow::Error) -> Verdict {
+    match e
+        .chain()
+        .find_map(|c| c.downcast_ref::<harness::sysctl::JournalUnavailable>())
+    {
+        Some(j) => Verdict {
+            outcome: Outcome::Skipped,
+            reason: j.to_string(),
+            evidence: None,
+        },
+        None => verdict_of_error(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::case::Area;
+
+    fn run(body: fn() -> Result<Verdict>) -> Verdict {
+        let case = Case::new("selftest.unit", Area::Selftest, "unit", vec![], move |_| {
+            body()
+        });
+        let kernel = KernelInfo::detect().unwrap();
+        let privileges = Privileges::detect().unwrap();
+        run_in_process(&case, 1, 1, kernel, privileges).verdict
+    }
+
+    #[test]
+    fn a_thread_that_cannot_start_is_an_error_of_the_case() {
+        let v = run(|| panic!("failed to spawn thread: Os {{ code: 11 }}"));
+        assert_eq!(v.outcome, Outcome::Error);
+        assert!(
+            v.reason.contains("could not start a thread"),
+            "{}",
+            v.reason
+        );
+    }
+
+    #[test]
+    fn an_unwritable_journal_skips_the_case_with_the_reason() {
+        let v = run(|| {
+            Err(anyhow::Error::new(harness::sysctl::JournalUnavailable {
+                path: "/run/zccheck/sysctl-journal.json".into(),
+                why: "Read-only file system".into(),
+            })
+            .context("setting net.core.optmem_max"))
+        });
+        assert_eq!(v.outcome, Outcome::Skipped);
+        assert!(v.reason.contains("Read-only file system"), "{}", v.reason);
     }
 }

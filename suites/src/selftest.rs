@@ -12,6 +12,10 @@ use crate::probes::{MACHINE_WIDE_PRIVILEGES, NET_ADMIN, VETH};
 /// A global sysctl that is harmless to nudge for a moment.
 pub const GLOBAL_KNOB: &str = "net.core.netdev_max_backlog";
 
+/// The argument of the `sleep` that selftest.orphan leaves behind (an unusual one, so the
+/// cleanup test can find it).
+pub const ORPHAN_SLEEP: &str = "86399.25";
+
 pub fn cases() -> Vec<Case> {
     vec![
         Case::new(
@@ -34,6 +38,38 @@ pub fn cases() -> Vec<Case> {
                 loop {
                     std::thread::sleep(Duration::from_secs(3600));
                 }
+            },
+        ),
+        Case::new(
+            "selftest.orphan",
+            Area::Selftest,
+            "a case that leaves a process of its own running when it ends: the run kills and \
+             reaps it with the case's process group",
+            vec![],
+            |_| {
+                std::process::Command::new("sleep")
+                    .arg(ORPHAN_SLEEP)
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()?;
+                Ok(crate::outcome::Verdict::pass("left `sleep` running"))
+            },
+        ),
+        Case::new(
+            "selftest.global_sysctl",
+            Area::Selftest,
+            "a case that changes a global sysctl for a moment: journalled first (skipped when \
+             the journal cannot be written), restored after",
+            vec![NET_ADMIN, MACHINE_WIDE_PRIVILEGES],
+            |_| {
+                let now: u64 = harness::sysctl::read_outer(GLOBAL_KNOB)?.parse()?;
+                let guard = harness::sysctl::set_global(GLOBAL_KNOB, &(now + 1).to_string())?;
+                std::thread::sleep(Duration::from_millis(20));
+                drop(guard);
+                Ok(crate::outcome::Verdict::pass(format!(
+                    "{GLOBAL_KNOB} changed and restored"
+                )))
             },
         ),
         Case::new(

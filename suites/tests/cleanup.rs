@@ -226,3 +226,36 @@ fn sigkilled_run_leaves_nothing_after_the_next_run() {
         "the machine differs after a killed run and the next one"
     );
 }
+
+/// `sleep` processes selftest.orphan started.
+fn orphans() -> Vec<String> {
+    sh("pgrep -af '^sleep 86399.25$' || true")
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn processes_a_case_leaves_running_are_reaped_with_it() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    assert!(
+        orphans().is_empty(),
+        "leftovers of an earlier test: {:?}",
+        orphans()
+    );
+    let out = zccheck(&["run", "--filter", "selftest.orphan"]);
+    let left = orphans();
+    // Do not leave them to the next test: end exactly those, by pid.
+    for pid in left.iter().filter_map(|l| l.split_whitespace().next()) {
+        let _ = sh(&format!("kill -KILL {pid}"));
+    }
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        left.is_empty(),
+        "the case's process survived the run: {left:?}"
+    );
+}

@@ -47,7 +47,7 @@ fn unprivileged_run_is_rootless_or_one_clear_line() {
             out.status.success(),
             "rootless run failed:\n{err}\n{stdout}"
         );
-        assert!(stdout.contains("2 passed, 0 failed"), "{stdout}");
+        assert!(stdout.contains("2 pass, 0 fail"), "{stdout}");
     } else {
         assert_eq!(out.status.code(), Some(2), "{err}");
         assert_eq!(err.trim_end().lines().count(), 1, "{err}");

@@ -199,8 +199,11 @@ where
     let mut replies = Vec::new();
     let mut rx: Vec<u8> = Vec::with_capacity(64 * 1024);
     loop {
-        rx.clear();
-        let n = socket.recv(&mut rx, 0).map_err(|e| {
+        let n = super::retry::retry_interrupted(ANSWER_TIMEOUT, || {
+            rx.clear();
+            socket.recv(&mut rx, 0)
+        })
+        .map_err(|e| {
             if e.kind() == io::ErrorKind::WouldBlock {
                 io::Error::new(
                     io::ErrorKind::TimedOut,

@@ -5,6 +5,8 @@ pub mod cpu_clock;
 pub mod creds;
 pub mod errqueue;
 pub mod genl;
+pub mod process;
+pub mod retry;
 pub mod sendfile;
 pub mod socket_mmap;
 pub mod sockopt;

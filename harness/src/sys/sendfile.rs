@@ -13,11 +13,16 @@ pub fn sendfile(
     count: usize,
 ) -> io::Result<usize> {
     let mut off: libc::off_t = *offset;
-    // SAFETY: `off` is a valid in/out offset; both descriptors are borrowed for the call.
-    let rc = unsafe { libc::sendfile(socket.as_raw_fd(), file.as_raw_fd(), &mut off, count) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    // A stop and continue interrupts a sendfile under SO_SNDTIMEO: nothing was sent.
+    let rc = super::retry::retry_interrupted(super::retry::DEFAULT_BOUND, || {
+        // SAFETY: `off` is a valid in/out offset; both descriptors are borrowed for the call.
+        let rc = unsafe { libc::sendfile(socket.as_raw_fd(), file.as_raw_fd(), &mut off, count) };
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(rc)
+        }
+    })?;
     *offset = off;
     Ok(rc as usize)
 }

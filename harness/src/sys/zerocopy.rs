@@ -27,13 +27,17 @@ pub fn send_zc(fd: BorrowedFd<'_>, buf: &[u8], extra_flags: i32) -> io::Result<u
 
 /// `send(fd, buf, flags)` with exact flags (the zero-copy flag included or not).
 pub fn send_flags(fd: BorrowedFd<'_>, buf: &[u8], flags: i32) -> io::Result<usize> {
-    // SAFETY: the pointer and length describe `buf`, borrowed for the call.
-    let rc = unsafe { libc::send(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), flags) };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc as usize)
-    }
+    // A send under SO_SNDTIMEO answers EINTR after a stop and continue, having queued
+    // nothing and taken no zero-copy id: it is made again.
+    super::retry::retry_interrupted(super::retry::DEFAULT_BOUND, || {
+        // SAFETY: the pointer and length describe `buf`, borrowed for the call.
+        let rc = unsafe { libc::send(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), flags) };
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(rc as usize)
+        }
+    })
 }
 
 /// Sends `len` bytes from memory the process may not read (a PROT_NONE mapping), to make

@@ -218,7 +218,11 @@ pub fn receive(
             let mut left = f.recv_skip_hint as usize;
             while left > 0 {
                 let want = left.min(scratch.len());
-                match (&*sock).read(&mut scratch[..want]) {
+                let read = || (&*sock).read(&mut scratch[..want]);
+                match harness::sys::retry::retry_interrupted(
+                    harness::sys::retry::DEFAULT_BOUND,
+                    read,
+                ) {
                     Ok(0) => {
                         return Err(fail_with(
                             format!(

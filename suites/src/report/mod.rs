@@ -26,6 +26,9 @@ use crate::probes::ProbeRecord;
 /// Bumped when a field changes meaning or disappears (adding fields does not bump it).
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// The schema versions this zccheck reads: 1, and 2 (which only adds optional fields).
+pub const READABLE_SCHEMAS: std::ops::RangeInclusive<u32> = 1..=2;
+
 type Extra = serde_json::Map<String, serde_json::Value>;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -121,17 +124,70 @@ impl Report {
 
     pub fn parse(text: &str) -> Result<Report> {
         let de = &mut serde_json::Deserializer::from_str(text);
-        let report: Report = serde_path_to_error::deserialize(de).map_err(|e| {
+        let report: Report = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
             let path = e.path().to_string();
             anyhow::anyhow!("at field `{path}`: {}", e.into_inner())
         })?;
-        if report.schema_version > SCHEMA_VERSION {
-            bail!(
-                "schema_version {} is newer than this zccheck understands ({SCHEMA_VERSION})",
-                report.schema_version
-            );
-        }
+        // Two reports pasted together must not read as the first one.
+        de.end()
+            .map_err(|e| anyhow::anyhow!("text after the end of the report ({e})"))?;
+        report.validate()?;
         Ok(report)
+    }
+
+    /// What the types cannot say: a known schema version, one record per case id, ids that
+    /// belong to their area and fit a Markdown row, totals that agree with the cases.
+    fn validate(&self) -> Result<()> {
+        match self.schema_version {
+            0 => bail!("schema_version 0 is not a version any zccheck wrote"),
+            v if v > *READABLE_SCHEMAS.end() => bail!(
+                "schema_version {v} is newer than this zccheck understands ({}..={})",
+                READABLE_SCHEMAS.start(),
+                READABLE_SCHEMAS.end()
+            ),
+            _ => {}
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, c) in self.cases.iter().enumerate() {
+            let at = || format!("at field `cases[{i}].id`");
+            if !seen.insert(c.id.as_str()) {
+                bail!("{}: case id {:?} appears twice", at(), c.id);
+            }
+            if c.id.contains('|') || c.id.chars().any(|ch| ch.is_control() || ch.is_whitespace()) {
+                bail!(
+                    "{}: case id {:?} holds a character an id never has ('|', a space or a \
+                     control character)",
+                    at(),
+                    c.id
+                );
+            }
+            let area = c.area.name();
+            if !c.id.strip_prefix(area).is_some_and(|r| r.starts_with('.')) {
+                bail!("{}: case id {:?} is not in its area `{area}`", at(), c.id);
+            }
+        }
+        for o in Outcome::ALL {
+            let said = self.totals.get(&o).copied().unwrap_or(0);
+            let counted = self.count(o);
+            if said != counted {
+                bail!("at field `totals.{o}`: {said}, but {counted} cases have that outcome");
+            }
+        }
+        if let Some(label) = self
+            .extra
+            .get(matrix::PROVENANCE_KEY)
+            .and_then(|p| p.get("label"))
+            .and_then(|l| l.as_str())
+        {
+            if label.chars().any(char::is_control) || label.contains('|') {
+                bail!(
+                    "at field `{}.label`: {label:?} holds a line break, a control character \
+                     or '|'",
+                    matrix::PROVENANCE_KEY
+                );
+            }
+        }
+        Ok(())
     }
 
     pub fn to_json(&self) -> String {
@@ -184,6 +240,95 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("newer"));
+    }
+
+    fn minimal() -> String {
+        include_str!("../../../fixtures/samples/report-minimal.json").to_string()
+    }
+
+    fn rejected(text: &str, needles: &[&str]) {
+        let err = format!("{:#}", Report::parse(text).unwrap_err());
+        for n in needles {
+            assert!(err.contains(n), "{err:?} does not mention {n:?}");
+        }
+    }
+
+    /// The report with its first case's id replaced.
+    fn with_first_id(id: &str) -> String {
+        let mut v: serde_json::Value = serde_json::from_str(&minimal()).unwrap();
+        v["cases"][0]["id"] = serde_json::json!(id);
+        serde_json::to_string_pretty(&v).unwrap()
+    }
+
+    #[test]
+    fn duplicate_case_ids_are_rejected_by_name() {
+        let mut v: serde_json::Value = serde_json::from_str(&minimal()).unwrap();
+        v["cases"][0] = v["cases"][1].clone();
+        v["totals"] = serde_json::json!({});
+        let dup = v["cases"][1]["id"].as_str().unwrap().to_string();
+        rejected(&v.to_string(), &[&dup, "twice"]);
+    }
+
+    #[test]
+    fn trailing_data_is_rejected() {
+        let one = minimal();
+        rejected(&format!("{one}\n{one}"), &["text after the end"]);
+        rejected(&format!("{one} x"), &["text after the end"]);
+        // Trailing whitespace is not data.
+        Report::parse(&format!("{one}\n\n")).unwrap();
+    }
+
+    #[test]
+    fn schema_versions_read_are_1_and_2() {
+        let v = |n: u32| {
+            minimal().replace("\"schema_version\": 1", &format!("\"schema_version\": {n}"))
+        };
+        rejected(&v(0), &["schema_version 0"]);
+        Report::parse(&v(1)).unwrap();
+        Report::parse(&v(2)).unwrap();
+        rejected(&v(3), &["schema_version 3", "newer"]);
+    }
+
+    #[test]
+    fn totals_must_agree_with_the_cases() {
+        let mut v: serde_json::Value = serde_json::from_str(&minimal()).unwrap();
+        v["totals"]["pass"] = serde_json::json!(7);
+        rejected(&v.to_string(), &["totals.pass", "7"]);
+    }
+
+    #[test]
+    fn ids_outside_their_area_or_breaking_a_row_are_rejected() {
+        let r = sample();
+        let area = r.cases[0].area.name();
+        rejected(
+            &with_first_id("receive.something.else"),
+            &["not in its area"],
+        );
+        rejected(&with_first_id(area), &["not in its area"]);
+        rejected(&with_first_id(&format!("{area}.a|b")), &["'|'"]);
+        rejected(&with_first_id(&format!("{area}.a\nb")), &["control"]);
+    }
+
+    #[test]
+    fn labels_with_line_breaks_are_rejected() {
+        let mut v: serde_json::Value = serde_json::from_str(&minimal()).unwrap();
+        v["provenance"] =
+            serde_json::json!({"label": "6.1\n| x |", "source": "native", "status": "report"});
+        rejected(&v.to_string(), &["provenance.label"]);
+        v["provenance"]["label"] = serde_json::json!("6.1");
+        Report::parse(&v.to_string()).unwrap();
+    }
+
+    #[test]
+    fn every_fixture_report_is_valid() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/reports");
+        for f in std::fs::read_dir(dir).unwrap() {
+            let f = f.unwrap().path();
+            if f.extension() != Some("json".as_ref()) {
+                continue;
+            }
+            Report::load(&f).unwrap_or_else(|e| panic!("{e:#}"));
+        }
     }
 
     #[test]

@@ -41,11 +41,6 @@ pub fn summary(report: &Report) -> String {
         report.cases.len(),
         report.duration_ms as f64 / 1000.0
     ));
-    let counts: Vec<String> = Outcome::ALL
-        .iter()
-        .map(|o| format!("{} {}", report.count(*o), o))
-        .collect();
-    out.push_str(&format!("  {}\n", counts.join(", ")));
     for c in report
         .cases
         .iter()
@@ -64,16 +59,42 @@ pub fn summary(report: &Report) -> String {
         }
         out.push_str(&format!("  replay: {}\n", c.replay));
     }
-    // `N passed, N failed` is the plain closing line generic CI log readers recognise.
-    out.push_str(&format!(
-        "\nzccheck: {} passed, {} failed, {} skipped\n",
-        report.count(Outcome::Pass),
-        report.count(Outcome::Fail) + report.count(Outcome::Error),
-        report.count(Outcome::Skipped) + report.count(Outcome::Unsupported),
-    ));
+    // One count, in the suite's own five outcomes, closing the summary: an `error` is not
+    // a `fail` (the suite could not run the case), and `unsupported` is not `skipped`.
+    out.push_str(&format!("\nzccheck: {}\n", totals_line(report)));
     out
+}
+
+/// `3 pass, 1 fail, 0 unsupported, 2 skipped, 1 error`.
+pub fn totals_line(report: &Report) -> String {
+    Outcome::ALL
+        .iter()
+        .map(|o| format!("{} {}", report.count(*o), o))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_count_in_the_five_outcomes() {
+        let mut r = crate::report::tests::sample();
+        r.cases[0].outcome = Outcome::Error;
+        let text = summary(&r);
+        let counts: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains(" pass") || l.contains("passed") || l.contains("failed"))
+            .collect();
+        assert_eq!(
+            counts,
+            ["zccheck: 0 pass, 1 fail, 1 unsupported, 0 skipped, 1 error"],
+            "{text}"
+        );
+    }
 }

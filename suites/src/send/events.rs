@@ -308,9 +308,14 @@ fn select_case(ctx: &mut Ctx, v: Variant) -> Result<Verdict> {
 /// Events from one `epoll_wait` of at most `ms`.
 fn epoll_events(ep: &Epoll, ms: u16) -> Result<Vec<EpollFlags>> {
     let mut evs = [EpollEvent::empty(); 4];
-    let n = ep
-        .wait(&mut evs, PollTimeout::from(ms))
-        .context("epoll_wait")?;
+    // A stop and continue interrupts epoll_wait (EINTR): the wait goes on for the time left.
+    let wait = Duration::from_millis(ms.into());
+    let n = harness::sys::retry::retry_waiting(wait, |left| {
+        let left = u16::try_from(left.as_millis()).unwrap_or(ms);
+        ep.wait(&mut evs, PollTimeout::from(left))
+            .map_err(std::io::Error::from)
+    })
+    .context("epoll_wait")?;
     Ok(evs[..n].iter().map(|e| e.events()).collect())
 }
 

@@ -193,7 +193,11 @@ impl StreamReader {
             let mut buf = vec![0u8; 256 * 1024];
             let mut total = 0u64;
             loop {
-                match std::io::Read::read(&mut &s, &mut buf)? {
+                let read = || std::io::Read::read(&mut &s, &mut buf);
+                match harness::sys::retry::retry_interrupted(
+                    harness::sys::retry::DEFAULT_BOUND,
+                    read,
+                )? {
                     0 => return Ok(total),
                     n => total += n as u64,
                 }
