@@ -5,10 +5,10 @@
 //! rejected with its path and the offending field.
 
 pub mod diff;
-pub mod html;
 pub mod junit;
 pub mod ktap;
 pub mod matrix;
+pub use matrix::html;
 pub mod terminal;
 
 use std::collections::BTreeMap;

@@ -5,7 +5,7 @@
 use std::fmt::Write;
 use std::path::Path;
 
-use super::matrix::{compact, relative, shorten, Matrix};
+use super::{compact, relative, shorten, Matrix};
 use crate::case::Area;
 use crate::outcome::Outcome;
 use crate::probes::Answer;
@@ -328,8 +328,8 @@ fn notes(m: &Matrix, o: &mut String) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::two_kernels;
     use super::*;
-    use crate::report::matrix::tests::two_kernels;
 
     #[test]
     fn escapes_markup() {
