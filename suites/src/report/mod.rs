@@ -4,6 +4,7 @@
 //! load and written back, so older tools can merge newer reports. A malformed file is
 //! rejected with its path and the offending field.
 
+pub mod catalogue;
 pub mod diff;
 pub mod junit;
 pub mod ktap;

@@ -7,6 +7,7 @@ use super::{compact, Column, Matrix, HEADLINE_KEY};
 use crate::case::Area;
 use crate::outcome::Outcome;
 use crate::probes::Answer;
+use crate::report::catalogue;
 use crate::report::CaseRecord;
 
 /// A fact whose value differs between kernels, with the cases that show the same pattern.
@@ -39,6 +40,19 @@ impl OutcomeChange {
 }
 
 impl Matrix {
+    /// Whether fact `key` of row `row` depends on timing: a report marks it so (the case
+    /// recorded it with `observe_timing`), or, for reports written before cases did, the
+    /// catalogue says so.
+    pub fn is_timing(&self, row: usize, key: &str) -> bool {
+        let id = &self.rows[row].id;
+        catalogue::is_timing(id, key)
+            || self
+                .columns
+                .iter()
+                .filter_map(|c| c.cell(id))
+                .any(|rec| rec.timing_facts.iter().any(|k| k == key))
+    }
+
     /// Facts of a row: key -> value per column (None where the cell or the fact is absent).
     pub(super) fn facts_of(&self, row: usize) -> BTreeMap<&str, Vec<Option<&serde_json::Value>>> {
         let id = &self.rows[row].id;
@@ -78,6 +92,9 @@ impl Matrix {
     pub(super) fn pick_cell_keys(&self, row: usize) -> Vec<String> {
         let mut keys = self.headline_keys(row);
         for (k, values) in self.facts_of(row) {
+            if self.is_timing(row, k) {
+                continue;
+            }
             let ran: Vec<Option<String>> = self
                 .columns
                 .iter()
@@ -110,8 +127,13 @@ impl Matrix {
             .filter(|(k, _)| !self.cell_keys[row].iter().any(|x| x == k))
             .filter_map(|(k, values)| {
                 let set: BTreeSet<String> = values.iter().flatten().map(|v| compact(v)).collect();
-                (set.len() == 1)
-                    .then(|| (k.to_string(), set.into_iter().next().unwrap_or_default()))
+                // Timing-dependent facts are marked where they are shown.
+                let shown = if self.is_timing(row, k) {
+                    format!("⏱{k}")
+                } else {
+                    k.to_string()
+                };
+                (set.len() == 1).then(|| (shown, set.into_iter().next().unwrap_or_default()))
             })
             .collect()
     }
@@ -268,44 +290,6 @@ impl Matrix {
                 c.no_report().unwrap_or_default()
             ));
         }
-        let by_answer = |name: &str| -> Vec<(String, Vec<String>)> {
-            let mut groups: Vec<(String, Vec<String>)> = Vec::new();
-            for (i, c) in self.columns.iter().enumerate() {
-                if c.no_report().is_some() {
-                    continue;
-                }
-                let word = match self.probe(i, name) {
-                    Some(Answer::Present(_)) => "yes",
-                    Some(Answer::Absent(_)) => "no",
-                    Some(Answer::Blocked(_)) => "blocked",
-                    None => "not probed",
-                };
-                match groups.iter_mut().find(|(w, _)| w == word) {
-                    Some((_, cols)) => cols.push(c.label.clone()),
-                    None => groups.push((word.to_string(), vec![c.label.clone()])),
-                }
-            }
-            groups
-        };
-        let differing: Vec<String> = self
-            .probe_names()
-            .iter()
-            .filter_map(|n| {
-                let g = by_answer(n);
-                (g.len() > 1).then(|| {
-                    let parts: Vec<String> = g
-                        .iter()
-                        .map(|(w, cols)| format!("{w} on {}", cols.join(", ")))
-                        .collect();
-                    format!("{n}: {}", parts.join("; "))
-                })
-            })
-            .collect();
-        if differing.is_empty() {
-            lines.push("Features: every probe answered the same on every kernel.".into());
-        } else {
-            lines.push(format!("Features that differ: {}.", differing.join(" | ")));
-        }
         let config: Vec<String> = self
             .config_keys()
             .into_iter()
@@ -337,11 +321,11 @@ impl Matrix {
             .map(|f| f.cells.len())
             .sum::<usize>();
         lines.push(format!(
-            "Quirks: {} case group{} with outcomes that differ between kernels, {} observed fact{} that differ, {} failing cell{} (listed below).",
+            "Below: {} case group{} with outcomes that differ between kernels, {} observed fact{} that differ (timing-dependent ones left out), {} failing cell{}.",
             self.outcome_changes().len(),
             if self.outcome_changes().len() == 1 { "" } else { "s" },
-            self.variations().len(),
-            if self.variations().len() == 1 { "" } else { "s" },
+            self.fact_changes().len(),
+            if self.fact_changes().len() == 1 { "" } else { "s" },
             fails,
             if fails == 1 { "" } else { "s" },
         ));
@@ -350,6 +334,6 @@ impl Matrix {
 }
 
 /// A case that ran to a verdict about the kernel (its facts mean something).
-fn ran_to_the_end(rec: &CaseRecord) -> bool {
+pub(super) fn ran_to_the_end(rec: &CaseRecord) -> bool {
     matches!(rec.outcome, Outcome::Pass | Outcome::Fail)
 }

@@ -21,11 +21,15 @@ use super::{CaseRecord, Report};
 use crate::case::Area;
 use crate::outcome::Outcome;
 
+mod changes;
 mod compare;
 pub mod html;
 mod markdown;
+mod summary;
 
+pub use changes::{differing_parts, FactChange, Part};
 pub use compare::{OutcomeChange, Variation};
+pub use summary::{Cell, FeatureRow, Mark, Summary};
 
 /// The key under which a report carries its [`Provenance`].
 pub const PROVENANCE_KEY: &str = "provenance";
@@ -126,6 +130,45 @@ impl Column {
         match accel {
             Some(a) => format!("{} ({a})", self.report.environment.kind),
             None => self.report.environment.kind.clone(),
+        }
+    }
+
+    /// The column in words: what machine ran which kernel, and how.
+    pub fn describe(&self) -> String {
+        let r = &self.report;
+        let k = &r.kernel;
+        let p = self.provenance.as_ref();
+        let source = p.map(|p| p.source.as_str()).unwrap_or("");
+        let accel = p
+            .and_then(|p| p.accel.as_deref())
+            .map(|a| format!(", {}", a.to_uppercase()))
+            .unwrap_or_default();
+        let packages = p
+            .filter(|p| !p.packages.is_empty())
+            .map(|p| format!(" ({})", p.packages.join(", ")))
+            .unwrap_or_default();
+        match (r.environment.kind.as_str(), source) {
+            ("native", _) | (_, "native") => format!(
+                "the machine that made the matrix, natively: Linux {} {} ({}), {}, {} CPU{}",
+                k.release,
+                k.arch,
+                k.version,
+                match r.environment.privileges.mode {
+                    harness::privileges::Mode::Native => "with real privileges",
+                    harness::privileges::Mode::Rootless => "rootless (in a user namespace)",
+                },
+                r.environment.cpus,
+                if r.environment.cpus == 1 { "" } else { "s" },
+            ),
+            (_, "debian") => format!(
+                "Debian cloud kernel Linux {} {}{packages}, in a qemu VM{accel}",
+                k.release, k.arch
+            ),
+            (_, "custom") => format!(
+                "a kernel built by the user, Linux {} {}, in a qemu VM{accel}",
+                k.release, k.arch
+            ),
+            (kind, _) => format!("Linux {} {}, run in: {kind}{accel}", k.release, k.arch),
         }
     }
 
@@ -297,8 +340,22 @@ impl Matrix {
 
     /// The Markdown page; links are relative to `base` (the folder the page is written to).
     pub fn markdown(&self, base: &Path) -> String {
-        markdown::render(self, base)
+        markdown::render(self, base, &[])
     }
+
+    /// The Markdown page with `extra` sections appended after the matrix's own.
+    pub fn markdown_with(&self, base: &Path, extra: &[Section]) -> String {
+        markdown::render(self, base, extra)
+    }
+}
+
+/// A section another part of zccheck appends to the pages (a benchmark table, a chart): the
+/// same content as Markdown and as an HTML fragment, under its own heading.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Section {
+    pub title: String,
+    pub markdown: String,
+    pub html: String,
 }
 
 /// A fact's value in one short line: strings bare, everything else as compact JSON.
