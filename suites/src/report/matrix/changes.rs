@@ -135,3 +135,176 @@ impl Matrix {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::outcome::Outcome::Pass;
+    use crate::report::matrix::tests::report;
+    use crate::report::matrix::Provenance;
+    use crate::report::Report;
+
+    fn matrix(reports: Vec<Report>) -> Matrix {
+        Matrix::from_reports(
+            reports
+                .into_iter()
+                .map(|r| {
+                    let p = Provenance::of(&r).unwrap();
+                    (PathBuf::from(format!("{}.json", r.kernel.release)), r, p)
+                })
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    const LONG_A: &str = "asked 32768, 12388 queued: 0: length 12288 skip 0 inq 100 err 0 \
+                          copybuf_len -14 msg_flags 0x0 (optlen 40)";
+    const LONG_B: &str = "asked 32768, 12388 queued: 0: length 12288 skip 0 inq 100 err 0 \
+                          copybuf_len -14 msg_flags 0x0 (optlen 64)";
+
+    fn shaped() -> Matrix {
+        let mk = |label: &str, rel: &str, long: &str, mode: &str, extra: serde_json::Value| {
+            report(
+                label,
+                rel,
+                &[(
+                    "receive.shapes",
+                    Pass,
+                    "ok",
+                    json!({
+                        "calls": ["first call", long],
+                        "answers": {"udp": "EOPNOTSUPP (95)", "unix": mode, "extra": extra},
+                        "lengths": [1, 2],
+                    }),
+                )],
+            )
+        };
+        matrix(vec![
+            mk("old", "5.10.0", LONG_A, "ENOTSUPP (524)", json!([1])),
+            mk("new", "6.1.0", LONG_B, "EOPNOTSUPP (95)", json!([1, 2])),
+        ])
+    }
+
+    #[test]
+    fn list_and_object_differences_are_found_part_by_part() {
+        let m = shaped();
+        let ch = m.fact_changes();
+        let calls = ch
+            .iter()
+            .find(|c| c.key == "calls")
+            .expect("the list differs");
+        assert_eq!(
+            calls.parts,
+            [Part {
+                path: "[1]".into(),
+                values: vec![
+                    (LONG_A.into(), vec!["old".into()]),
+                    (LONG_B.into(), vec!["new".into()])
+                ]
+            }]
+        );
+        let answers = ch
+            .iter()
+            .find(|c| c.key == "answers")
+            .expect("the object differs");
+        let paths: Vec<&str> = answers.parts.iter().map(|p| p.path.as_str()).collect();
+        // A list of another length inside is shown whole.
+        assert_eq!(paths, [".unix", ".extra"]);
+        assert_eq!(answers.parts[1].values[1].0, "[1,2]");
+        assert!(
+            ch.iter().all(|c| c.key != "lengths"),
+            "equal lists are no news"
+        );
+    }
+
+    #[test]
+    fn list_and_object_differences_appear_in_full_in_the_markdown() {
+        let md = shaped().markdown(Path::new("."));
+        let section = &md[md.find("## What changed").unwrap()..md.find("## Probes").unwrap()];
+        assert!(
+            section.contains("- `calls` in `receive.shapes`"),
+            "{section}"
+        );
+        assert!(
+            section.contains(&format!("    - old: `{LONG_A}`")),
+            "{section}"
+        );
+        assert!(
+            section.contains(&format!("    - new: `{LONG_B}`")),
+            "{section}"
+        );
+        assert!(
+            section.contains("  - `.unix`: `ENOTSUPP (524)` on old; `EOPNOTSUPP (95)` on new"),
+            "{section}"
+        );
+        assert!(
+            section.contains("  - `.extra`: `[1]` on old; `[1,2]` on new"),
+            "{section}"
+        );
+        let html = super::super::html::render(&shaped(), Path::new("."));
+        assert!(
+            html.contains(&format!("<code>{}</code> on old", LONG_A)),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn timing_facts_are_kept_but_are_no_difference() {
+        let mk = |label: &str, rel: &str, n: u32| {
+            let mut r = report(
+                label,
+                rel,
+                &[
+                    (
+                        "send.x",
+                        Pass,
+                        "ok",
+                        json!({"pattern": ["[0,1]", n], "size": 1}),
+                    ),
+                    // Marked by the catalogue only (an old report).
+                    (
+                        "send.ids.tcp4.lo",
+                        Pass,
+                        "ok",
+                        json!({"coalescing": {"merged": n}}),
+                    ),
+                ],
+            );
+            r.cases[0].timing_facts = vec!["pattern".into()];
+            r
+        };
+        let m = matrix(vec![mk("a", "6.1.0", 1), mk("b", "6.2.0", 2)]);
+        assert!(m.fact_changes().is_empty(), "{:?}", m.fact_changes());
+        assert!(m.cell_keys(0).is_empty() && m.cell_keys(1).is_empty());
+        assert!(m.is_timing(0, "pattern") && m.is_timing(1, "coalescing"));
+        assert!(!m.is_timing(0, "size"));
+        // Kept in the report, and shown (marked) where equal.
+        let m = matrix(vec![mk("a", "6.1.0", 1), mk("b", "6.2.0", 1)]);
+        assert!(m
+            .common_facts(0)
+            .contains(&("⏱pattern".to_string(), "[\"[0,1]\",1]".to_string())));
+    }
+
+    #[test]
+    fn a_wrong_walk_would_be_caught() {
+        // Objects with different keys: the missing side is named, not skipped.
+        let labels = ["a".to_string(), "b".to_string()];
+        let (x, y) = (json!({"k": 1}), json!({"k": 1, "new": true}));
+        let parts = differing_parts(&labels, &[Some(&x), Some(&y)]);
+        assert_eq!(
+            parts,
+            [Part {
+                path: ".new".into(),
+                values: vec![
+                    ("(absent)".into(), vec!["a".into()]),
+                    ("true".into(), vec!["b".into()])
+                ]
+            }]
+        );
+        assert!(differing_parts(&labels, &[Some(&x), Some(&x.clone())]).is_empty());
+    }
+}

@@ -601,7 +601,8 @@ pub(crate) mod tests {
         );
         assert!(
             md.contains(
-                "observed `errno` in `send.errno.tcp`: `EINVAL (22)` on 5.10; `EPIPE (32)` on 6.1"
+                "- `errno` in `send.errno.tcp`: recorded by the case for reference\n  \
+                 - `EINVAL (22)` on 5.10; `EPIPE (32)` on 6.1\n"
             ),
             "{md}"
         );

@@ -494,3 +494,219 @@ fn capitalise(s: &str) -> String {
         None => String::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::outcome::Outcome::{Fail, Pass, Skipped, Unsupported};
+    use crate::probes::ProbeRecord;
+    use crate::report::matrix::tests::report;
+    use crate::report::matrix::Provenance;
+    use crate::report::Report;
+
+    fn matrix(reports: Vec<Report>) -> Matrix {
+        Matrix::from_reports(
+            reports
+                .into_iter()
+                .map(|r| {
+                    let p = Provenance::of(&r).unwrap();
+                    (PathBuf::from(format!("{}.json", r.kernel.release)), r, p)
+                })
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    fn probe(r: &mut Report, name: &str, yes: bool) {
+        r.probes.push(ProbeRecord {
+            name: name.into(),
+            answer: if yes {
+                Answer::Present("ok".into())
+            } else {
+                Answer::Absent("EINVAL (22)".into())
+            },
+        });
+    }
+
+    const SEND: Feature = Feature {
+        name: "MSG_ZEROCOPY on TCP",
+        cases: &["send.*.tcp*"],
+        except: &[],
+        probes: &["so_zerocopy.tcp"],
+        gate: None,
+    };
+    const FORWARD: Feature = Feature {
+        name: "kept when forwarding",
+        cases: &["send.fwd.*"],
+        except: &[],
+        probes: &[],
+        gate: Some(catalogue::Gate {
+            key: "forwarding_preserves_zerocopy",
+            works_when: "true",
+        }),
+    };
+    const DEVLESS: Feature = Feature {
+        name: "zcrx device-less",
+        cases: &["zcrx.*"],
+        except: &["zcrx.register.*"],
+        probes: &[],
+        gate: None,
+    };
+
+    fn marks(s: &Summary, row: usize) -> Vec<Mark> {
+        s.rows[row].cells.iter().map(|c| c.mark).collect()
+    }
+
+    #[test]
+    fn marks_come_from_probes_outcomes_and_facts() {
+        let mut old = report(
+            "5.10",
+            "5.10.0",
+            &[
+                (
+                    "send.optmem.tcp4",
+                    Pass,
+                    "ok",
+                    json!({"optmem_scope": "global"}),
+                ),
+                (
+                    "send.fwd.udp4",
+                    Pass,
+                    "ok",
+                    json!({"forwarding_preserves_zerocopy": false}),
+                ),
+            ],
+        );
+        probe(&mut old, "so_zerocopy.tcp", true);
+        let mut none = report(
+            "4.9",
+            "4.9.0",
+            &[(
+                "send.optmem.tcp4",
+                Unsupported,
+                "probe so_zerocopy.tcp: no",
+                json!({}),
+            )],
+        );
+        probe(&mut none, "so_zerocopy.tcp", false);
+        let mut bad = report(
+            "6.1",
+            "6.1.0",
+            &[
+                ("send.optmem.tcp4", Fail, "id 3 twice", json!({})),
+                (
+                    "send.fwd.udp4",
+                    Pass,
+                    "ok",
+                    json!({"forwarding_preserves_zerocopy": true}),
+                ),
+            ],
+        );
+        probe(&mut bad, "so_zerocopy.tcp", true);
+        let mut new = report(
+            "6.12",
+            "6.12.0",
+            &[
+                (
+                    "send.optmem.tcp4",
+                    Pass,
+                    "ok",
+                    json!({"optmem_scope": "per_namespace"}),
+                ),
+                (
+                    "send.fwd.udp4",
+                    Pass,
+                    "ok",
+                    json!({"forwarding_preserves_zerocopy": true}),
+                ),
+            ],
+        );
+        probe(&mut new, "so_zerocopy.tcp", true);
+        let m = matrix(vec![old, none, bad, new]);
+        let s = m.summary_of(&[&SEND, &FORWARD]);
+        assert_eq!(
+            marks(&s, 0),
+            [Mark::Missing, Mark::Quirk, Mark::Broken, Mark::Works]
+        );
+        assert_eq!(
+            marks(&s, 1),
+            [Mark::NotRun, Mark::Missing, Mark::Works, Mark::Works]
+        );
+        let quirk = &s.rows[0].cells[1];
+        let text = s.note_text(quirk.notes[0]);
+        assert!(
+            text.starts_with("`optmem_scope`: `global` on 5.10; `per_namespace` since 6.12."),
+            "{text}"
+        );
+        let broken = s.note_text(s.rows[0].cells[2].notes[0]);
+        assert_eq!(broken, "`send.optmem.tcp4` failed: id 3 twice (on 6.1)");
+        let gate = s.note_text(s.rows[1].cells[1].notes[0]);
+        assert!(
+            gate.starts_with("`forwarding_preserves_zerocopy` is `false`, not `true`"),
+            "{gate}"
+        );
+    }
+
+    #[test]
+    fn new_cases_join_their_feature_by_id() {
+        let old = report(
+            "6.18",
+            "6.18.0",
+            &[
+                ("zcrx.register.lo", Skipped, "needs a NIC", json!({})),
+                (
+                    "zcrx.devless.lo",
+                    Unsupported,
+                    "probe zcrx.devless: EINVAL",
+                    json!({}),
+                ),
+            ],
+        );
+        let new = report(
+            "7.2",
+            "7.2.0",
+            &[
+                ("zcrx.register.lo", Skipped, "needs a NIC", json!({})),
+                ("zcrx.devless.lo", Pass, "ok", json!({})),
+                ("zcrx.devless.pair", Pass, "ok", json!({})),
+            ],
+        );
+        let before = report(
+            "6.12",
+            "6.12.0",
+            &[("zcrx.register.lo", Skipped, "needs a NIC", json!({}))],
+        );
+        let s = matrix(vec![before, old, new]).summary_of(&[&DEVLESS]);
+        assert_eq!(marks(&s, 0), [Mark::NotRun, Mark::Missing, Mark::Works]);
+    }
+
+    #[test]
+    fn the_catalogue_summary_of_the_committed_reports_answers_each_feature() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/reports");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
+        files.sort();
+        let m = Matrix::load(&files).unwrap();
+        let s = m.summary();
+        let row = |name: &str| {
+            let r = s.rows.iter().find(|r| r.name == name).unwrap();
+            m.columns
+                .iter()
+                .zip(&r.cells)
+                .map(|(c, cell)| (c.label.clone(), cell.mark))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let fwd = row("Zero-copy kept when forwarding");
+        assert_eq!(fwd["5.10"], Mark::Missing);
+        assert_eq!(fwd["7.3"], Mark::Works);
+        assert_eq!(row("io_uring SEND_ZC")["5.10"], Mark::Missing);
+        assert_eq!(row("MSG_ZEROCOPY on TCP")["7.3"], Mark::Works);
+    }
+}
