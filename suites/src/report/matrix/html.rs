@@ -82,6 +82,7 @@ ol.notes li { margin: .15em 0; }
 /* A phone: each feature becomes a card, its kernels wrap. */
 @media (max-width: 720px) {
   body { padding: .6em; }
+  .legend li { white-space: normal; }
   table.summary, table.summary tbody, table.summary tr, table.summary td { display: block;
     width: auto; }
   table.summary thead { display: none; }
