@@ -60,7 +60,13 @@ enum Cmd {
     },
     /// What changed from report A to report B: new passes, new failures, changed observed
     /// facts and probe answers. Exits 1 when B has new failures.
-    Diff { a: PathBuf, b: PathBuf },
+    Diff {
+        a: PathBuf,
+        b: PathBuf,
+        /// Also list facts that depend on timing (left out by default).
+        #[arg(long)]
+        all: bool,
+    },
     /// Internal: run one case in this process and print its result.
     #[command(name = "__case", hide = true)]
     Case {
@@ -126,7 +132,7 @@ fn main() -> ExitCode {
         Cmd::Matrix { reports, out, html } => {
             cmd_matrix(&reports, &out, html.as_deref()).map(|_| ExitCode::SUCCESS)
         }
-        Cmd::Diff { a, b } => cmd_diff(&a, &b),
+        Cmd::Diff { a, b, all } => cmd_diff(&a, &b, all),
         Cmd::Case { id, seed, cases } => cmd_case(&id, seed, cases).map(|_| ExitCode::SUCCESS),
     };
     match result {
@@ -187,7 +193,7 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
         seed,
         cases: args.cases,
         timeout: Duration::from_secs(args.timeout),
-        replay_exe: std::env::args().next().unwrap_or_else(|| "zccheck".into()),
+        replay_exe: "zccheck".into(),
     };
     eprintln!(
         "zccheck: running {} cases (seed {seed}, {} random cases per property)",
@@ -279,9 +285,9 @@ fn cmd_matrix(reports: &[PathBuf], out: &Path, html: Option<&Path>) -> Result<()
     Ok(())
 }
 
-fn cmd_diff(a: &Path, b: &Path) -> Result<ExitCode> {
+fn cmd_diff(a: &Path, b: &Path, all: bool) -> Result<ExitCode> {
     let (ra, rb) = (Report::load(a)?, Report::load(b)?);
-    let d = zccheck::report::diff::diff(&ra, &rb);
+    let d = zccheck::report::diff::diff_with(&ra, &rb, all);
     print!("{}", d.render());
     Ok(if d.has_new_failures() {
         ExitCode::from(1)
