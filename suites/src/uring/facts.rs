@@ -1,7 +1,7 @@
 //! What the uring area's observed facts mean, and the features it answers for (read by the
 //! matrix: see `report::catalogue`).
 
-use crate::report::catalogue::{FactNote, Feature, Kind};
+use crate::report::catalogue::{FactNote, Feature, Gate, Kind};
 
 pub const FACTS: &[FactNote] = &[
     FactNote {
@@ -37,7 +37,11 @@ pub const FEATURES: &[Feature] = &[
         cases: &["uring.*sendmsg*", "uring.protocol.*"],
         except: &[],
         probes: &["io_uring.sendmsg_zc", "io_uring.send_zc"],
-        gate: None,
+        // The random request mixes use SENDMSG_ZC only where the kernel offers it.
+        gate: Some(Gate {
+            key: "sendmsg_zc_used",
+            works_when: "true",
+        }),
     },
     Feature {
         name: "io_uring zero-copy usage reports (REPORT_USAGE)",

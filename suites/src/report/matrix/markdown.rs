@@ -73,9 +73,10 @@ fn summary(m: &Matrix, o: &mut String) {
     }
     let legend: Vec<String> = Mark::LEGEND
         .iter()
-        .map(|k| format!("{} {}", k.symbol(), k.word()))
+        .chain([&Mark::NoReport])
+        .map(|k| format!("{} {}", k.symbol(), k.meaning()))
         .collect();
-    let _ = writeln!(o, "\n{}; — no report.\n", legend.join(" · "));
+    let _ = writeln!(o, "\n{}.\n", legend.join("; "));
     for n in 1..=s.notes.len() {
         let _ = writeln!(o, "{n}. {}", one_line(&s.note_text(n)));
     }

@@ -415,7 +415,6 @@ pub(crate) mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::probes::Answer;
     use crate::report::{Environment, Settings, Tool};
 
     /// A small report: `cases` are (id, outcome, reason, observed).

@@ -708,5 +708,12 @@ mod tests {
         assert_eq!(fwd["7.3"], Mark::Works);
         assert_eq!(row("io_uring SEND_ZC")["5.10"], Mark::Missing);
         assert_eq!(row("MSG_ZEROCOPY on TCP")["7.3"], Mark::Works);
+        // The summary opens the page.
+        let md = m.markdown(std::path::Path::new("."));
+        let at = |s: &str| md.find(s).unwrap_or_else(|| panic!("{s} missing"));
+        assert!(at("## Summary") < at("| MSG_ZEROCOPY on TCP |"));
+        assert!(at("| MSG_ZEROCOPY on TCP |") < at("## Kernels"));
+        assert!(at("## Kernels") < at("## What changed between kernels"));
+        assert!(at("## What changed between kernels") < at("## Cases"));
     }
 }
