@@ -34,6 +34,19 @@ impl FactChange {
             .unwrap_or("not in the catalogue of facts yet")
     }
 
+    /// The differing parts, those with the same values on the same kernels together (every
+    /// field of an object that changed the same way is one line).
+    pub fn grouped(&self) -> Vec<(Vec<&str>, &[(String, Vec<String>)])> {
+        let mut out: Vec<(Vec<&str>, &[(String, Vec<String>)])> = Vec::new();
+        for p in &self.parts {
+            match out.iter_mut().find(|(_, v)| *v == p.values.as_slice()) {
+                Some((paths, _)) => paths.push(&p.path),
+                None => out.push((vec![&p.path], &p.values)),
+            }
+        }
+        out
+    }
+
     /// Whether the catalogue calls it a behaviour a program can notice.
     pub fn is_behaviour(&self) -> bool {
         self.note.is_some_and(|n| n.kind == Kind::Behaviour)

@@ -321,21 +321,19 @@ fn changes(m: &Matrix, o: &mut String) {
             ids.join(", "),
             esc(f.means())
         );
-        for p in &f.parts {
-            let vals: Vec<String> = p
-                .values
+        for (paths, values) in f.grouped() {
+            let vals: Vec<String> = values
                 .iter()
                 .map(|(v, cols)| format!("<code>{}</code> on {}", esc(v), esc(&cols.join(", "))))
                 .collect();
-            if p.path.is_empty() {
+            if paths == [""] {
                 let _ = write!(o, "<li>{}</li>", vals.join("; "));
             } else {
-                let _ = write!(
-                    o,
-                    "<li><code>{}</code>: {}</li>",
-                    esc(&p.path),
-                    vals.join("; ")
-                );
+                let p: Vec<String> = paths
+                    .iter()
+                    .map(|p| format!("<code>{}</code>", esc(p)))
+                    .collect();
+                let _ = write!(o, "<li>{}: {}</li>", p.join(", "), vals.join("; "));
             }
         }
         o.push_str("</ul></li>\n");

@@ -156,31 +156,28 @@ fn changes(m: &Matrix, o: &mut String) {
             code_list(&f.cases, usize::MAX),
             one_line(f.means())
         );
-        for p in &f.parts {
-            let short = p.values.iter().all(|(v, _)| v.chars().count() <= 40);
-            let label = if p.path.is_empty() {
+        for (paths, values) in f.grouped() {
+            let short = values.iter().all(|(v, _)| v.chars().count() <= 40);
+            let label = if paths == [""] {
                 String::new()
             } else {
-                format!("{}: ", code(&p.path))
+                let p: Vec<String> = paths.iter().map(|p| code(p)).collect();
+                format!("{}: ", p.join(", "))
             };
             if short {
-                let vals: Vec<String> = p
-                    .values
+                let vals: Vec<String> = values
                     .iter()
                     .map(|(v, cols)| format!("{} on {}", code(v), cols.join(", ")))
                     .collect();
                 let _ = writeln!(o, "  - {label}{}", vals.join("; "));
             } else {
-                let _ = writeln!(
-                    o,
-                    "  - {}",
-                    if label.is_empty() {
-                        "values:".into()
-                    } else {
-                        label.trim_end().to_string()
-                    }
-                );
-                for (v, cols) in &p.values {
+                let head = if label.is_empty() {
+                    "values:".to_string()
+                } else {
+                    label.trim_end().to_string()
+                };
+                let _ = writeln!(o, "  - {head}");
+                for (v, cols) in values {
                     let _ = writeln!(o, "    - {}: {}", cols.join(", "), code(v));
                 }
             }
