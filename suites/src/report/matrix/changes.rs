@@ -17,6 +17,9 @@ pub struct Part {
     pub values: Vec<(String, Vec<String>)>,
 }
 
+/// Each value of a part and the columns that had it.
+pub type Values = [(String, Vec<String>)];
+
 /// A fact that differs between kernels, with the cases that show the same difference.
 #[derive(Debug, Clone)]
 pub struct FactChange {
@@ -36,8 +39,8 @@ impl FactChange {
 
     /// The differing parts, those with the same values on the same kernels together (every
     /// field of an object that changed the same way is one line).
-    pub fn grouped(&self) -> Vec<(Vec<&str>, &[(String, Vec<String>)])> {
-        let mut out: Vec<(Vec<&str>, &[(String, Vec<String>)])> = Vec::new();
+    pub fn grouped(&self) -> Vec<(Vec<&str>, &Values)> {
+        let mut out: Vec<(Vec<&str>, &Values)> = Vec::new();
         for p in &self.parts {
             match out.iter_mut().find(|(_, v)| *v == p.values.as_slice()) {
                 Some((paths, _)) => paths.push(&p.path),
