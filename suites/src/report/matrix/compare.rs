@@ -10,15 +10,6 @@ use crate::probes::Answer;
 use crate::report::catalogue;
 use crate::report::CaseRecord;
 
-/// A fact whose value differs between kernels, with the cases that show the same pattern.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Variation {
-    pub key: String,
-    /// Each value and the columns that observed it.
-    pub values: Vec<(String, Vec<String>)>,
-    pub cases: Vec<String>,
-}
-
 /// Cases whose outcome differs between kernels, grouped by the pattern they share.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutcomeChange {
@@ -136,41 +127,6 @@ impl Matrix {
                 (set.len() == 1).then(|| (shown, set.into_iter().next().unwrap_or_default()))
             })
             .collect()
-    }
-
-    /// Every cell fact whose value differs between kernels, grouped by identical patterns.
-    pub fn variations(&self) -> Vec<Variation> {
-        let mut out: Vec<Variation> = Vec::new();
-        for r in 0..self.rows.len() {
-            let facts = self.facts_of(r);
-            for k in &self.cell_keys[r] {
-                let Some(values) = facts.get(k.as_str()) else {
-                    continue;
-                };
-                let mut by_value: Vec<(String, Vec<String>)> = Vec::new();
-                for (col, v) in self.columns.iter().zip(values) {
-                    let Some(v) = v else { continue };
-                    let v = compact(v);
-                    match by_value.iter_mut().find(|(x, _)| *x == v) {
-                        Some((_, cols)) => cols.push(col.label.clone()),
-                        None => by_value.push((v, vec![col.label.clone()])),
-                    }
-                }
-                if by_value.len() < 2 {
-                    continue;
-                }
-                let id = self.rows[r].id.clone();
-                match out.iter_mut().find(|x| x.key == *k && x.values == by_value) {
-                    Some(x) => x.cases.push(id),
-                    None => out.push(Variation {
-                        key: k.clone(),
-                        values: by_value,
-                        cases: vec![id],
-                    }),
-                }
-            }
-        }
-        out
     }
 
     /// Cases whose outcome differs between the kernels that reported them.

@@ -28,7 +28,7 @@ mod markdown;
 mod summary;
 
 pub use changes::{differing_parts, FactChange, Part};
-pub use compare::{OutcomeChange, Variation};
+pub use compare::OutcomeChange;
 pub use summary::{Cell, FeatureRow, Mark, Summary};
 
 /// The key under which a report carries its [`Provenance`].
@@ -694,6 +694,29 @@ pub(crate) mod tests {
         assert!(
             md.contains("```text\n[ 1.0] Kernel panic - not syncing\n```"),
             "{md}"
+        );
+    }
+
+    #[test]
+    fn columns_say_in_words_what_they_are() {
+        let m = two_kernels();
+        let vm = m.columns[0].describe();
+        assert!(
+            vm.starts_with("Debian cloud kernel Linux 5.10.0-46-cloud-amd64 x86_64"),
+            "{vm}"
+        );
+        let mut native = report("native", "6.18.44-fc-v657", &[]);
+        native.environment.kind = "native".into();
+        let m = Matrix::from_reports(vec![(
+            "native.json".into(),
+            native.clone(),
+            Provenance::of(&native).unwrap(),
+        )])
+        .unwrap();
+        assert_eq!(
+            m.columns[0].describe(),
+            "the machine that made the matrix, natively: Linux 6.18.44-fc-v657 x86_64 (#1), \
+             with real privileges, 1 CPU"
         );
     }
 
