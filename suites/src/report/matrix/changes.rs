@@ -324,3 +324,75 @@ mod tests {
         assert!(differing_parts(&labels, &[Some(&x), Some(&x.clone())]).is_empty());
     }
 }
+
+#[cfg(test)]
+mod committed {
+    use std::path::{Path, PathBuf};
+
+    use super::super::compare::ran_to_the_end;
+    use super::*;
+
+    /// On the committed reports: every non-timing fact that differs between two columns is in
+    /// the Markdown page, with every differing value in full.
+    #[test]
+    fn every_differing_fact_of_the_committed_reports_is_on_the_page() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/reports");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
+        files.sort();
+        let m = Matrix::load(&files).unwrap();
+        let md = m.markdown(Path::new("."));
+        let changed = &md[md.find("### Observed facts").unwrap()..md.find("## Probes").unwrap()];
+        let mut checked = 0;
+        for (r, row) in m.rows.iter().enumerate() {
+            for (key, values) in m.facts_of(r) {
+                if m.is_timing(r, key) || key == HEADLINE_KEY {
+                    continue;
+                }
+                let ran: Vec<String> = m
+                    .columns
+                    .iter()
+                    .zip(&values)
+                    .filter(|(c, _)| c.cell(&row.id).is_some_and(ran_to_the_end))
+                    .map(|(_, v)| v.map(compact).unwrap_or_default())
+                    .collect();
+                if ran.iter().all(|v| *v == ran[0]) {
+                    continue;
+                }
+                let line = format!("`{key}` in ");
+                let at = changed
+                    .match_indices(&line)
+                    .find(|(i, _)| {
+                        let end = changed[*i..].find('\n').map_or(changed.len(), |e| i + e);
+                        changed[*i..end].contains(&format!("`{}`", row.id))
+                    })
+                    .unwrap_or_else(|| panic!("{} {key} is not on the page", row.id));
+                let entry = &changed[at.0..];
+                let entry = &entry[..entry[1..].find("\n- ").map_or(entry.len(), |e| e + 1)];
+                for ch in m
+                    .fact_changes()
+                    .iter()
+                    .filter(|c| c.key == key && c.cases.contains(&row.id))
+                {
+                    for p in &ch.parts {
+                        for (v, _) in &p.values {
+                            assert!(
+                                entry.contains(v.as_str()),
+                                "{v} of {} {key} missing:\n{entry}",
+                                row.id
+                            );
+                        }
+                    }
+                }
+                checked += 1;
+            }
+        }
+        assert!(
+            checked >= 20,
+            "only {checked} differing facts in the committed reports"
+        );
+    }
+}
