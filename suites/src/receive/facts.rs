@@ -12,6 +12,12 @@ pub const FACTS: &[FactNote] = &[
     },
     FactNote {
         cases: "receive.*",
+        key: "timestamp_age_s",
+        kind: Kind::Timing,
+        means: "how old the receive timestamp was when read: depends on when the reader ran",
+    },
+    FactNote {
+        cases: "receive.*",
         key: "struct_*",
         kind: Kind::Behaviour,
         means: "the size of struct tcp_zerocopy_receive the kernel knows: fields past it are neither read nor written, so a program must check the optlen it gets back",
