@@ -8,6 +8,8 @@
 //! classified by its errno: the kernel lacks it (`unsupported`), this device or these
 //! privileges cannot (`skipped`), or the kernel broke a rule (`fail`).
 
+pub mod facts;
+
 use std::os::fd::{AsFd, AsRawFd};
 
 use anyhow::{Context, Result};

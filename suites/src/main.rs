@@ -56,10 +56,19 @@ enum Cmd {
         /// Also write a static HTML page of the matrix here.
         #[arg(long)]
         html: Option<PathBuf>,
+        /// Append the benchmark of this report (`zccheck bench --json`); repeatable.
+        #[arg(long)]
+        bench: Vec<PathBuf>,
     },
     /// What changed from report A to report B: new passes, new failures, changed observed
     /// facts and probe answers. Exits 1 when B has new failures.
-    Diff { a: PathBuf, b: PathBuf },
+    Diff {
+        a: PathBuf,
+        b: PathBuf,
+        /// Also list facts that depend on timing (left out by default).
+        #[arg(long)]
+        all: bool,
+    },
     /// What zero-copy costs and saves here: CPU per byte and throughput per mode, path and
     /// message size, and the crossover with the copy baseline (needs what `run` needs).
     Bench(zccheck::bench::cli::BenchArgs),
@@ -145,10 +154,13 @@ fn main() -> ExitCode {
         Cmd::Run(args) => cmd_run(args),
         Cmd::List { filter } => cmd_list(&filter).map(|_| ExitCode::SUCCESS),
         Cmd::Probe { json } => cmd_probe(json).map(|_| ExitCode::SUCCESS),
-        Cmd::Matrix { reports, out, html } => {
-            cmd_matrix(&reports, &out, html.as_deref()).map(|_| ExitCode::SUCCESS)
-        }
-        Cmd::Diff { a, b } => cmd_diff(&a, &b),
+        Cmd::Matrix {
+            reports,
+            out,
+            html,
+            bench,
+        } => cmd_matrix(&reports, &out, html.as_deref(), &bench).map(|_| ExitCode::SUCCESS),
+        Cmd::Diff { a, b, all } => cmd_diff(&a, &b, all),
         Cmd::Bench(args) => ensure_privileges(false)
             .and_then(|()| zccheck::bench::cli::main(&args))
             .map(|()| ExitCode::SUCCESS),
@@ -379,7 +391,7 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
         seed,
         cases: args.cases,
         timeout: Duration::from_secs(args.timeout),
-        replay_exe: std::env::args().next().unwrap_or_else(|| "zccheck".into()),
+        replay_exe: "zccheck".into(),
     };
     say!(
         "zccheck: running {} cases (seed {seed}, {} random cases per property)",
@@ -505,10 +517,15 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-fn cmd_matrix(reports: &[PathBuf], out_path: &Path, html: Option<&Path>) -> Result<()> {
+fn cmd_matrix(
+    reports: &[PathBuf],
+    out_path: &Path,
+    html: Option<&Path>,
+    benches: &[PathBuf],
+) -> Result<()> {
     for (flag, target) in [("-o", Some(out_path)), ("--html", html)] {
         let Some(target) = target else { continue };
-        if let Some(input) = reports.iter().find(|r| same_file(r, target)) {
+        if let Some(input) = reports.iter().chain(benches).find(|r| same_file(r, target)) {
             bail!(
                 "refusing to write the matrix ({flag} {}) over its input report {}",
                 target.display(),
@@ -525,13 +542,27 @@ fn cmd_matrix(reports: &[PathBuf], out_path: &Path, html: Option<&Path>) -> Resu
         path: out_path.to_path_buf(),
         flag: "-o",
     };
-    md.write(&m.markdown(&folder(out_path)))?;
+    let mut sections = Vec::new();
+    for file in benches {
+        let report = Report::load(file)?;
+        let bench = report
+            .bench
+            .as_ref()
+            .with_context(|| format!("{} has no bench section", file.display()))?;
+        let label = format!("Linux {}", report.kernel.release);
+        sections.push(zccheck::bench::render::matrix_section(&label, bench));
+    }
+    md.write(&m.markdown_with(&folder(out_path), &sections))?;
     if let Some(h) = html {
         let page = OutputFile {
             path: h.to_path_buf(),
             flag: "--html",
         };
-        page.write(&zccheck::report::html::render(&m, &folder(h)))?;
+        page.write(&zccheck::report::html::render_with(
+            &m,
+            &folder(h),
+            &sections,
+        ))?;
     }
     say!(
         "zccheck: matrix of {} kernels x {} cases written to {}{}",
@@ -544,9 +575,9 @@ fn cmd_matrix(reports: &[PathBuf], out_path: &Path, html: Option<&Path>) -> Resu
     Ok(())
 }
 
-fn cmd_diff(a: &Path, b: &Path) -> Result<ExitCode> {
+fn cmd_diff(a: &Path, b: &Path, all: bool) -> Result<ExitCode> {
     let (ra, rb) = (Report::load(a)?, Report::load(b)?);
-    let d = zccheck::report::diff::diff(&ra, &rb);
+    let d = zccheck::report::diff::diff_with(&ra, &rb, all);
     out(&d.render())?;
     Ok(if d.has_new_failures() {
         ExitCode::from(1)

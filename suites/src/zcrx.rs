@@ -8,6 +8,8 @@
 //! from one whose devices here cannot (EOPNOTSUPP on loopback and veth), and can check the
 //! ring requirement itself.
 
+pub mod facts;
+
 use anyhow::Result;
 use harness::sys::uring::SetupBlockers;
 use harness::sys::zcrx::{self, RingShape, ZcrxError};

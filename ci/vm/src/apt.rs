@@ -161,7 +161,8 @@ impl Apt {
             &[
                 "search",
                 "--names-only",
-                &format!("^linux-image-{line}[-.+~].*-cloud-amd64$"),
+                // `linux-image-7.3-cloud-amd64` is also how experimental names a candidate.
+                &format!("^linux-image-{line}([-.+~].*)?-cloud-amd64$"),
             ],
         )?;
         let mut names: Vec<String> = names
@@ -182,11 +183,27 @@ impl Apt {
         let mut args = vec!["show"];
         args.extend(names.iter().map(String::as_str));
         let text = self.output("apt-cache", &args)?;
+        // With a suite: the (package, version) pairs that suite carries.
+        let in_suite = match &k.suite {
+            Some(suite) => {
+                let mut args = vec!["madison"];
+                args.extend(names.iter().map(String::as_str));
+                Some(in_suite(&self.output("apt-cache", &args)?, suite))
+            }
+            None => None,
+        };
         let mut best: Option<Resolved> = None;
         for stanza in parse_stanzas(&text) {
             let Some(r) = kernel_of(&stanza) else {
                 continue;
             };
+            let package = stanza.get("Package").cloned().unwrap_or_default();
+            if in_suite
+                .as_ref()
+                .is_some_and(|set| !set.contains(&(package, r.version.clone())))
+            {
+                continue;
+            }
             if k.version.as_deref().is_some_and(|v| v != r.version) {
                 continue;
             }
@@ -199,8 +216,12 @@ impl Apt {
         }
         best.with_context(|| {
             format!(
-                "no kernel of line {} matches{}{}",
+                "no kernel of line {} matches{}{}{}",
                 k.line,
+                k.suite
+                    .as_deref()
+                    .map(|s| format!(" in suite {s}"))
+                    .unwrap_or_default(),
                 k.package
                     .as_deref()
                     .map(|p| format!(" package {p}"))
@@ -341,6 +362,20 @@ fn uri_in(text: &str, suffix: &str) -> Option<String> {
         .map(|w| w.trim_end_matches('/'))
         .find(|w| (w.starts_with("http://") || w.starts_with("https://")) && w.ends_with(suffix))
         .map(str::to_string)
+}
+
+/// The (package, version) pairs `apt-cache madison` lists from `suite`
+/// (` pkg | version | http://deb.debian.org/debian bookworm-backports/main amd64 Packages`).
+fn in_suite(madison: &str, suite: &str) -> std::collections::BTreeSet<(String, String)> {
+    madison
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split('|').map(str::trim);
+            let (package, version, source) = (f.next()?, f.next()?, f.next()?);
+            let from = source.split_whitespace().nth(1)?.split('/').next()?;
+            (from == suite).then(|| (package.to_string(), version.to_string()))
+        })
+        .collect()
 }
 
 fn regex_escape(s: &str) -> String {
@@ -485,6 +520,23 @@ Depends: kmod, initramfs-tools (>= 0.120+deb8u2) | linux-initramfs-tool
             acquire_lines(dump),
             "Acquire::Check-Valid-Until \"false\";\nAcquire::http::Proxy \"http://proxy:3128\";\n"
         );
+    }
+
+    #[test]
+    fn a_suite_keeps_only_the_builds_it_carries() {
+        let madison = "\
+linux-image-6.12.95+deb12-cloud-amd64 | 6.12.95-1~bpo12+1 | http://deb.debian.org/debian bookworm-backports/main amd64 Packages
+linux-image-6.12.117+deb12-cloud-amd64 | 6.12.117-1~deb12u1 | http://deb.debian.org/debian-security bookworm-security/main amd64 Packages
+linux-image-6.12.117+deb13-cloud-amd64 | 6.12.117-1 | http://deb.debian.org/debian trixie/main amd64 Packages
+";
+        let set = in_suite(madison, "bookworm-backports");
+        assert_eq!(set.len(), 1);
+        assert!(set.contains(&(
+            "linux-image-6.12.95+deb12-cloud-amd64".to_string(),
+            "6.12.95-1~bpo12+1".to_string()
+        )));
+        assert!(in_suite(madison, "bookworm").is_empty());
+        assert_eq!(in_suite(madison, "trixie").len(), 1);
     }
 
     #[test]

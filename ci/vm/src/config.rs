@@ -28,6 +28,9 @@ pub struct DebianKernel {
     pub package: Option<String>,
     /// Pin the Debian version (`5.10.262-1`).
     pub version: Option<String>,
+    /// Only builds this archive suite carries (`bookworm-backports`): the build a user of
+    /// that suite runs, next to other builds of the same line.
+    pub suite: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

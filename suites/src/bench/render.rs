@@ -338,6 +338,27 @@ fn md_escape(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
 
+/// The section a benchmark adds to the matrix pages: the compact table, and in HTML the plot
+/// too (inline SVG, no script). `label` names where it was measured.
+pub fn matrix_section(label: &str, b: &BenchReport) -> crate::report::matrix::Section {
+    let table = markdown_table(b);
+    crate::report::matrix::Section {
+        title: format!("What zero-copy costs: {label}"),
+        html: format!(
+            "<div class=\"bench\">{}<pre>{}</pre></div>",
+            super::svg::plot(b),
+            html_escape(&table)
+        ),
+        markdown: table,
+    }
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::super::context::MachineContext;

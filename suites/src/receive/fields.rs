@@ -376,7 +376,7 @@ fn timestamp(ctx: &mut Ctx) -> Result<Verdict> {
     })?;
     let sec = i64::from_ne_bytes(ts.data[0..8].try_into().context("timespec")?);
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() as i64;
-    ctx.observe("timestamp_age_s", now - sec);
+    ctx.observe_timing("timestamp_age_s", now - sec);
     expect((now - sec).abs() <= 60, || {
         format!("the timestamp says {sec} s, the clock {now} s: not a receive time")
     })?;

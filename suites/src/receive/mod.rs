@@ -9,6 +9,7 @@
 mod alignment;
 mod copybuf;
 mod end;
+pub mod facts;
 mod fields;
 pub mod fixture;
 mod integrity;

@@ -5,7 +5,8 @@
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
-use super::matrix::{compact, Provenance};
+use super::catalogue;
+use super::matrix::{differing_parts, Provenance};
 use super::{CaseRecord, Report};
 use crate::outcome::Outcome;
 use crate::probes::Answer;
@@ -22,9 +23,12 @@ pub struct OutcomeChange {
 #[derive(Debug, Clone, PartialEq)]
 pub struct FactChange {
     pub id: String,
+    /// The fact's key, then the part that changed (`answers.udp`, `calls[1]`).
     pub key: String,
     pub from: Option<String>,
     pub to: Option<String>,
+    /// The fact depends on timing (listed only with `--all`).
+    pub timing: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -40,6 +44,8 @@ pub struct Diff {
     pub only_in_a: Vec<String>,
     pub only_in_b: Vec<String>,
     pub facts: Vec<FactChange>,
+    /// Facts that depend on timing and differ, left out of `facts`.
+    pub timing_left_out: usize,
     /// (probe, answer in A, answer in B).
     pub probes: Vec<(String, String, String)>,
 }
@@ -66,7 +72,23 @@ fn answer(a: &Answer) -> String {
     }
 }
 
+/// What changed, leaving out facts that depend on timing.
 pub fn diff(a: &Report, b: &Report) -> Diff {
+    diff_with(a, b, false)
+}
+
+/// Whether fact `key` of a case depends on timing: either report marks it, or the catalogue
+/// does (reports written before cases marked such facts).
+fn is_timing(ca: &CaseRecord, cb: &CaseRecord, key: &str) -> bool {
+    ca.timing_facts
+        .iter()
+        .chain(&cb.timing_facts)
+        .any(|k| k == key)
+        || catalogue::is_timing(&ca.id, key)
+}
+
+/// What changed; with `all`, facts that depend on timing too (marked).
+pub fn diff_with(a: &Report, b: &Report, all: bool) -> Diff {
     let mut d = Diff {
         a: name(a),
         b: name(b),
@@ -96,17 +118,31 @@ pub fn diff(a: &Report, b: &Report) -> Diff {
             }
         }
         let keys: BTreeSet<&String> = ca.observed.keys().chain(cb.observed.keys()).collect();
+        let labels = ["A".to_string(), "B".to_string()];
         for k in keys {
-            let (va, vb) = (
-                ca.observed.get(k).map(compact),
-                cb.observed.get(k).map(compact),
-            );
-            if va != vb {
+            let parts = differing_parts(&labels, &[ca.observed.get(k), cb.observed.get(k)]);
+            if parts.is_empty() {
+                continue;
+            }
+            let timing = is_timing(ca, &cb, k);
+            if timing && !all {
+                d.timing_left_out += 1;
+                continue;
+            }
+            for p in parts {
+                let side = |l: &str| {
+                    p.values
+                        .iter()
+                        .find(|(_, cols)| cols.iter().any(|c| c == l))
+                        .map(|(v, _)| v.clone())
+                        .filter(|v| v != "(absent)")
+                };
                 d.facts.push(FactChange {
                     id: ca.id.clone(),
-                    key: k.clone(),
-                    from: va,
-                    to: vb,
+                    key: format!("{k}{}", p.path),
+                    from: side("A"),
+                    to: side("B"),
+                    timing,
                 });
             }
         }
@@ -147,10 +183,23 @@ impl Diff {
             && self.probes.is_empty()
     }
 
+    fn timing_note(&self, o: &mut String) {
+        if self.timing_left_out > 0 {
+            let _ = writeln!(
+                o,
+                "\n{} fact{} that depend{} on timing differ too (left out; --all lists them)",
+                self.timing_left_out,
+                if self.timing_left_out == 1 { "" } else { "s" },
+                if self.timing_left_out == 1 { "s" } else { "" },
+            );
+        }
+    }
+
     pub fn render(&self) -> String {
         let mut o = format!("A: {}\nB: {}\n", self.a, self.b);
         if self.is_empty() {
             o.push_str("\nno change: same outcomes, same observed facts, same probe answers\n");
+            self.timing_note(&mut o);
             return o;
         }
         let outcome_section = |o: &mut String, title: &str, list: &[OutcomeChange]| {
@@ -177,14 +226,16 @@ impl Diff {
             for f in &self.facts {
                 let _ = writeln!(
                     o,
-                    "  {} {}: {} -> {}",
+                    "  {} {}{}: {} -> {}",
                     f.id,
                     f.key,
+                    if f.timing { " (depends on timing)" } else { "" },
                     f.from.as_deref().unwrap_or("(absent)"),
                     f.to.as_deref().unwrap_or("(absent)")
                 );
             }
         }
+        self.timing_note(&mut o);
         if !self.probes.is_empty() {
             let _ = writeln!(o, "\nchanged probe answers ({}):", self.probes.len());
             for (n, a, b) in &self.probes {
@@ -244,7 +295,8 @@ mod tests {
                 id: "send.a".into(),
                 key: "errno".into(),
                 from: Some("EINVAL (22)".into()),
-                to: Some("EPIPE (32)".into())
+                to: Some("EPIPE (32)".into()),
+                timing: false,
             }]
         );
         assert_eq!(d.only_in_a, ["send.gone"]);
@@ -259,6 +311,47 @@ mod tests {
             text.contains("send.a errno: EINVAL (22) -> EPIPE (32)"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn timing_facts_are_left_out_unless_all_are_asked_for() {
+        use Outcome::Pass;
+        let mk = |n: u32, copied: bool| {
+            let mut r = report(
+                "x",
+                "6.1.0",
+                &[
+                    (
+                        "send.a",
+                        Pass,
+                        "ok",
+                        json!({"pattern": [n], "copied": copied}),
+                    ),
+                    (
+                        "send.ids.tcp4.lo",
+                        Pass,
+                        "ok",
+                        json!({"coalescing": {"merged": n}}),
+                    ),
+                ],
+            );
+            r.cases[0].timing_facts = vec!["pattern".into()];
+            r
+        };
+        let d = diff(&mk(1, true), &mk(2, true));
+        assert!(d.facts.is_empty() && d.timing_left_out == 2, "{d:?}");
+        assert!(d
+            .render()
+            .contains("2 facts that depend on timing differ too"));
+        let d = diff(&mk(1, true), &mk(2, false));
+        assert_eq!(d.facts.len(), 1, "{d:?}");
+        assert_eq!(d.facts[0].key, "copied");
+        let all = diff_with(&mk(1, true), &mk(2, true), true);
+        let keys: Vec<&str> = all.facts.iter().map(|f| f.key.as_str()).collect();
+        assert_eq!(keys, ["pattern[0]", "coalescing.merged"]);
+        assert!(all
+            .render()
+            .contains("send.a pattern[0] (depends on timing): 1 -> 2"));
     }
 
     #[test]

@@ -4,11 +4,12 @@
 //! load and written back, so older tools can merge newer reports. A malformed file is
 //! rejected with its path and the offending field.
 
+pub mod catalogue;
 pub mod diff;
-pub mod html;
 pub mod junit;
 pub mod ktap;
 pub mod matrix;
+pub use matrix::html;
 pub mod terminal;
 
 use std::collections::BTreeMap;

@@ -31,6 +31,7 @@ mod coalescing;
 mod copied;
 mod counter;
 mod events;
+pub mod facts;
 pub mod flow;
 mod format;
 mod limits;

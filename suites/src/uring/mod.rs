@@ -2,6 +2,7 @@
 //! `IORING_OP_SENDMSG_ZC` (6.1) (SEMANTICS.md §8).
 
 mod errors;
+pub mod facts;
 pub mod probes;
 mod protocol;
 pub mod support;
