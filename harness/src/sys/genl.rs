@@ -328,3 +328,42 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error payload: the request's 16-byte header, then one `NLMSGERR_ATTR_MSG`.
+    fn payload(orig_len: u32, extra: usize, msg: &str) -> Vec<u8> {
+        let mut p = orig_len.to_ne_bytes().to_vec();
+        p.resize(16 + extra, 0);
+        let value = format!("{msg}\0");
+        let nla_len = 4 + value.len();
+        p.extend_from_slice(&(nla_len as u16).to_ne_bytes());
+        p.extend_from_slice(&NLMSGERR_ATTR_MSG.to_ne_bytes());
+        p.extend_from_slice(value.as_bytes());
+        p.resize(p.len().div_ceil(4) * 4, 0);
+        p
+    }
+
+    #[test]
+    fn the_extack_message_is_found_after_a_capped_or_full_request() {
+        let capped = payload(40, 0, "Driver does not support netmem TX");
+        assert_eq!(
+            extack_message(NLM_F_ACK_TLVS | NLM_F_CAPPED, &capped).as_deref(),
+            Some("Driver does not support netmem TX")
+        );
+        let full = payload(40, 24, "Device doesn't support DMA");
+        assert_eq!(
+            extack_message(NLM_F_ACK_TLVS, &full).as_deref(),
+            Some("Device doesn't support DMA")
+        );
+        // Without the TLV flag there is no message, whatever the bytes.
+        assert_eq!(extack_message(0, &full), None);
+        // Reading a full request as capped lands in the request's body, not on the message.
+        assert_ne!(
+            extack_message(NLM_F_ACK_TLVS | NLM_F_CAPPED, &full).as_deref(),
+            Some("Device doesn't support DMA")
+        );
+    }
+}
