@@ -340,7 +340,7 @@ fn bind_dmabuf(ctx: &mut Ctx, device: Device, dir: Direction) -> Result<Verdict>
             Direction::Rx => genl::bind_rx_ext(family.id, idx, 0, fd),
             Direction::Tx => genl::bind_tx(family.id, idx, fd),
         })?;
-        Ok(r.with_context(|| format!("{} over netlink", dir.name()))?)
+        r.with_context(|| format!("{} over netlink", dir.name()))
     };
     let (answer, name) = match device {
         Device::Loopback => {

@@ -163,7 +163,7 @@ impl AreaModel {
             return Err(Violation::EmptyData { off, res });
         }
         let len = res as u64;
-        if off.checked_add(len).is_none_or(|e| e > self.area_len) {
+        if off.checked_add(len).map_or(true, |e| e > self.area_len) {
             return Err(Violation::OutOfArea {
                 off,
                 len,
