@@ -102,8 +102,14 @@ pub struct AreaModel {
     buf_len: u64,
     /// Held ranges: start -> end (exclusive).
     held: BTreeMap<u64, u64>,
-    /// Buffers ever returned (by start of buffer), to count reuse.
+    /// Ranges put on the refill ring but not flushed yet: still unavailable to the kernel of
+    /// a device-less instance (it consumes the ring only on a flush).
+    pending: BTreeMap<u64, u64>,
+    /// Buffers ever returned and flushed (by start of buffer), to count reuse.
     returned: BTreeMap<u64, u32>,
+    /// Buffers the kernel could not use while it produced the current batch of CQEs: those
+    /// held or pending when the batch began, and those it lent during the batch.
+    busy_in_batch: std::collections::BTreeSet<u64>,
     /// Data CQEs that landed in a buffer returned before.
     pub reused: u32,
     /// Stream bytes delivered so far.
@@ -123,7 +129,9 @@ impl AreaModel {
             area_len,
             buf_len,
             held: BTreeMap::new(),
+            pending: BTreeMap::new(),
             returned: BTreeMap::new(),
+            busy_in_batch: Default::default(),
             reused: 0,
             delivered: 0,
             limit,
@@ -141,6 +149,24 @@ impl AreaModel {
         let mut bufs: Vec<u64> = self.held.keys().map(|s| s / self.buf_len).collect();
         bufs.dedup();
         bufs.len() as u64
+    }
+
+    /// A new batch of CQEs, reaped together: the kernel produced all of them before it could
+    /// see any return the user makes while processing them.
+    pub fn begin_batch(&mut self) {
+        let buf = self.buf_len;
+        self.busy_in_batch = self
+            .held
+            .keys()
+            .chain(self.pending.keys())
+            .map(|s| s / buf)
+            .collect();
+    }
+
+    /// Whether every buffer was unavailable to the kernel while it produced the current
+    /// batch: the only time an area may be reported exhausted.
+    pub fn exhausted(&self) -> bool {
+        self.busy_in_batch.len() as u64 == self.buffers()
     }
 
     pub fn end(&self) -> Option<End> {
@@ -215,23 +241,31 @@ impl AreaModel {
         if self.returned.contains_key(&buf) {
             self.reused += 1;
         }
+        self.busy_in_batch.insert(off / self.buf_len);
         self.held.insert(off, off + len);
         self.delivered += len;
         self.data_cqes += 1;
         Ok(())
     }
 
-    /// The user gives back the range it got at `off`. `false` if it held no such range (a
-    /// bug of the caller, not of the kernel).
+    /// The user puts the range it got at `off` on the refill ring. `false` if it held no
+    /// such range (a bug of the caller, not of the kernel).
     pub fn on_return(&mut self, off: u64) -> bool {
-        if self.held.remove(&off).is_none() {
-            return false;
+        match self.held.remove(&off) {
+            Some(end) => {
+                self.pending.insert(off, end);
+                true
+            }
+            None => false,
         }
-        *self
-            .returned
-            .entry(off / self.buf_len * self.buf_len)
-            .or_default() += 1;
-        true
+    }
+
+    /// The user flushed the refill ring: what was on it is the kernel's again.
+    pub fn on_flush(&mut self) {
+        let buf = self.buf_len;
+        for (s, _) in std::mem::take(&mut self.pending) {
+            *self.returned.entry(s / buf * buf).or_default() += 1;
+        }
     }
 
     /// The final CQE (`res` without `F_MORE`).
@@ -295,6 +329,7 @@ mod tests {
         }
         assert_eq!(m.held_buffers(), 4);
         assert!(m.on_return(0));
+        m.on_flush();
         good(&mut m, 0, 100).unwrap();
         assert_eq!(m.reused, 1);
         assert_eq!(m.on_final(0), Ok(End::Clean));
@@ -389,6 +424,35 @@ mod tests {
         ));
         assert_eq!(m.on_final(5), Err(Violation::DataOnFinal { res: 5 }));
         assert_eq!(m.on_final(-libc::ENOMEM), Ok(End::Error(libc::ENOMEM)));
+    }
+
+    #[test]
+    fn exhaustion_is_judged_at_the_time_the_kernel_produced_the_batch() {
+        // Four buffers lent in one batch, all returned and flushed while processing it: the
+        // kernel had none left when it produced the batch.
+        let mut m = AreaModel::new(4 * PAGE, PAGE, None);
+        m.begin_batch();
+        for i in 0..4 {
+            good(&mut m, i * PAGE, 10).unwrap();
+            assert!(m.on_return(i * PAGE));
+            m.on_flush();
+        }
+        assert!(m.exhausted());
+        // The next batch starts with all four free: an exhaustion there is false.
+        m.begin_batch();
+        good(&mut m, 0, 10).unwrap();
+        assert!(!m.exhausted());
+        // Returned but not flushed buffers stay unavailable.
+        let mut m = AreaModel::new(4 * PAGE, PAGE, None);
+        m.begin_batch();
+        for i in 0..3 {
+            good(&mut m, i * PAGE, 10).unwrap();
+            assert!(m.on_return(i * PAGE));
+        }
+        m.begin_batch();
+        assert!(!m.exhausted());
+        good(&mut m, 3 * PAGE, 10).unwrap();
+        assert!(m.exhausted());
     }
 
     #[test]

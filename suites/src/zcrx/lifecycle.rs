@@ -153,6 +153,7 @@ fn export_import(ctx: &mut Ctx) -> Result<Verdict> {
         area_pages: AREA_PAGES,
         rq_entries: RQ_ENTRIES,
         seed: ctx.seed,
+        window: None,
     };
     let conn = transfer::connect(Net::Loopback)?;
     let area = exporter.area().expect("registered");

@@ -4,6 +4,8 @@
 //! ring by a chosen policy.
 
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -62,6 +64,19 @@ pub struct Plan {
     pub area_pages: usize,
     pub rq_entries: u32,
     pub seed: u64,
+    /// Most bytes the sender lets run ahead of what the receiver has seen (`None`: no
+    /// pacing). A device-less instance lends a buffer per copied chunk, so data arriving
+    /// faster than buffers come back exhausts the area whatever the return policy; pacing
+    /// keeps the cases that expect a clean end from depending on scheduling.
+    pub window: Option<usize>,
+}
+
+/// What the sender and the receiver share: bytes seen by the receiver, and whether it is
+/// done (a paced sender stops waiting then).
+#[derive(Default)]
+struct Progress {
+    received: AtomicU64,
+    done: AtomicBool,
 }
 
 /// What happened.
@@ -130,10 +145,23 @@ pub fn connect(net: Net) -> Result<Conn> {
 }
 
 /// Writes the plan's stream on `s`, then closes the write side if asked.
-fn send_stream(s: Socket, plan: Plan) -> std::result::Result<usize, String> {
+fn send_stream(
+    s: Socket,
+    plan: Plan,
+    progress: Arc<Progress>,
+) -> std::result::Result<usize, String> {
+    let deadline = Instant::now() + TRANSFER_DEADLINE;
     let mut sent = 0usize;
     let mut i = 0usize;
     while sent < plan.total {
+        if let Some(window) = plan.window {
+            while sent as u64 > progress.received.load(Ordering::Acquire) + window as u64 {
+                if progress.done.load(Ordering::Acquire) || Instant::now() >= deadline {
+                    return Ok(sent);
+                }
+                thread::sleep(Duration::from_micros(200));
+            }
+        }
         let want = plan.writes[i % plan.writes.len()].clamp(1, plan.total - sent);
         i += 1;
         let chunk = pattern(plan.seed, sent as u64, want);
@@ -195,9 +223,11 @@ pub fn run_on(
         _keep,
     } = conn;
     let p = plan.clone();
+    let progress = Arc::new(Progress::default());
+    let shared = progress.clone();
     let tx = thread::Builder::new()
         .name("zcrx-sender".into())
-        .spawn(move || send_stream(sender, p))
+        .spawn(move || send_stream(sender, p, shared))
         .context("spawning the sender")?;
 
     ring.push_recv(receiver.as_raw_fd(), plan.limit, id, 1, 0)?;
@@ -209,6 +239,7 @@ pub fn run_on(
     let mut unflushed = 0u32;
     'outer: while Instant::now() < deadline {
         let batch = ring.wait(deadline - Instant::now(), |c| !c.is_empty())?;
+        model.begin_batch();
         for c in batch {
             cqes += 1;
             if let Err(v) = feed(ring, imported.map(|(_, m)| m), &mut model, plan.seed, &c) {
@@ -224,28 +255,31 @@ pub fn run_on(
                 Returns::Never => {}
                 Returns::Eager => {
                     give_back(ring, &mut model, off, c.res as u32)?;
-                    ring.flush(id).context("ZCRX_CTRL_FLUSH_RQ")?;
+                    flush(ring, &mut model, id)?;
                     flushes += 1;
                 }
                 Returns::Lazy(n) => {
                     if !ring_has_room(ring) {
-                        ring.flush(id).context("ZCRX_CTRL_FLUSH_RQ")?;
+                        flush(ring, &mut model, id)?;
                         flushes += 1;
                         unflushed = 0;
                     }
                     give_back(ring, &mut model, off, c.res as u32)?;
                     unflushed += 1;
                     if unflushed >= n {
-                        ring.flush(id).context("ZCRX_CTRL_FLUSH_RQ")?;
+                        flush(ring, &mut model, id)?;
                         flushes += 1;
                         unflushed = 0;
                     }
                 }
             }
         }
+        progress.received.store(model.delivered, Ordering::Release);
         if end.is_some() {
             // Anything after the final CQE is a violation: give stragglers a moment.
-            for c in ring.wait(Duration::from_millis(20), |_| false)? {
+            let late = ring.wait(Duration::from_millis(20), |_| false)?;
+            model.begin_batch();
+            for c in late {
                 cqes += 1;
                 if let Err(v) = feed(ring, imported.map(|(_, m)| m), &mut model, plan.seed, &c) {
                     violation = Some(v);
@@ -254,6 +288,7 @@ pub fn run_on(
             break;
         }
     }
+    progress.done.store(true, Ordering::Release);
     // Closing the receiver (unread data: a reset) wakes a sender blocked on a full window.
     let _ = receiver.shutdown(Shutdown::Both);
     drop(receiver);
@@ -269,6 +304,12 @@ pub fn run_on(
         elapsed: start.elapsed(),
         sent,
     })
+}
+
+fn flush(ring: &ZcrxRing, model: &mut AreaModel, id: u32) -> Result<()> {
+    ring.flush(id).context("ZCRX_CTRL_FLUSH_RQ")?;
+    model.on_flush();
+    Ok(())
 }
 
 fn ring_has_room(ring: &ZcrxRing) -> bool {
