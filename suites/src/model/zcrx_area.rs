@@ -110,6 +110,8 @@ pub struct AreaModel {
     /// Buffers the kernel could not use while it produced the current batch of CQEs: those
     /// held or pending when the batch began, and those it lent during the batch.
     busy_in_batch: std::collections::BTreeSet<u64>,
+    /// Whether the area was exhausted (see [`AreaModel::exhausted`]) when the final CQE came.
+    exhausted_at_end: bool,
     /// Data CQEs that landed in a buffer returned before.
     pub reused: u32,
     /// Stream bytes delivered so far.
@@ -132,6 +134,7 @@ impl AreaModel {
             pending: BTreeMap::new(),
             returned: BTreeMap::new(),
             busy_in_batch: Default::default(),
+            exhausted_at_end: false,
             reused: 0,
             delivered: 0,
             limit,
@@ -167,6 +170,11 @@ impl AreaModel {
     /// batch: the only time an area may be reported exhausted.
     pub fn exhausted(&self) -> bool {
         self.busy_in_batch.len() as u64 == self.buffers()
+    }
+
+    /// Whether the area was exhausted in the batch that carried the final CQE.
+    pub fn ended_exhausted(&self) -> bool {
+        self.exhausted_at_end
     }
 
     pub fn end(&self) -> Option<End> {
@@ -282,6 +290,7 @@ impl AreaModel {
             End::Error(-res)
         };
         self.end = Some(end);
+        self.exhausted_at_end = self.exhausted();
         Ok(end)
     }
 }
@@ -453,6 +462,10 @@ mod tests {
         assert!(!m.exhausted());
         good(&mut m, 3 * PAGE, 10).unwrap();
         assert!(m.exhausted());
+        // The judgement sticks to the batch of the final CQE.
+        m.on_final(-libc::ENOMEM).unwrap();
+        m.begin_batch();
+        assert!(m.ended_exhausted());
     }
 
     #[test]

@@ -82,7 +82,7 @@ pub fn judge(plan: &Plan, r: &transfer::Report) -> Result<()> {
     } as u64;
     match r.end {
         Some(End::Clean) if r.model.delivered == want => Ok(()),
-        Some(End::Error(_)) if r.model.exhausted() => Ok(()),
+        Some(End::Error(_)) if r.model.ended_exhausted() => Ok(()),
         _ => Err(fail_with(
             format!("the transfer should have delivered {want} bytes and ended cleanly"),
             r.summary(),

@@ -204,7 +204,7 @@ pub fn judge_exhaustion(r: &Report) -> Result<Verdict> {
     let held = r.model.held_buffers();
     let all = r.model.buffers();
     match r.end {
-        Some(End::Error(e)) if r.model.exhausted() => Ok(Verdict::pass(format!(
+        Some(End::Error(e)) if r.model.ended_exhausted() => Ok(Verdict::pass(format!(
             "after {} bytes in all {all} buffers: final CQE {} without F_MORE",
             r.model.delivered,
             errno_name(e)
@@ -244,6 +244,11 @@ mod tests {
             model
                 .on_data(i * page, 100, &bytes, |p| pattern_byte(1, p))
                 .unwrap();
+        }
+        match end {
+            Some(End::Clean) => drop(model.on_final(0)),
+            Some(End::Error(e)) => drop(model.on_final(-e)),
+            None => {}
         }
         Report {
             model,
