@@ -319,6 +319,15 @@ pub fn classify_dmabuf_bind(answer: &Result<(), Nack>, what: &str) -> anyhow::Er
         Err(n) if n.errno == libc::EPERM => skipped(format!(
             "{what} needs CAP_NET_ADMIN in the initial user namespace: EPERM"
         )),
+        // 6.12–6.14 attach the dma-buf to the device's parent before any device check; a
+        // device with no DMA parent fails there, and the extended ack says so.
+        Err(Nack {
+            errno: libc::EINVAL,
+            message: Some(m),
+        }) if m.contains("bind dmabuf to device") => skipped(format!(
+            "needs a NIC with devmem support (a DMA device to attach the dma-buf to): {what} \
+             answered EINVAL (\"{m}\")"
+        )),
         Err(n) => anyhow::anyhow!(
             "{what} answered {}, which the suite cannot classify",
             reason(n)
@@ -500,6 +509,17 @@ mod tests {
         assert!(v.reason.contains("netmem TX"), "{v:?}");
         let v = verdict_of_error(classify_dmabuf_bind(&Ok(()), "bind-rx"));
         assert_eq!(v.outcome, Outcome::Fail, "{v:?}");
+        let v = verdict_of_error(classify_dmabuf_bind(
+            &Err(n(libc::EINVAL, Some("Failed to bind dmabuf to device"))),
+            "bind-rx",
+        ));
+        assert_eq!(v.outcome, Outcome::Skipped, "{v:?}");
+        // EINVAL for another reason is not the device's refusal.
+        let v = verdict_of_error(classify_dmabuf_bind(
+            &Err(n(libc::EINVAL, Some("rx-page-size must be a power of 2"))),
+            "bind-rx",
+        ));
+        assert_eq!(v.outcome, Outcome::Error, "{v:?}");
         let v = verdict_of_error(classify_dmabuf_bind(&Err(n(libc::ENOMEM, None)), "bind-rx"));
         assert_eq!(v.outcome, Outcome::Error, "{v:?}");
         assert!(v.reason.contains("no extended-ack message"), "{v:?}");

@@ -98,7 +98,9 @@ fn exit_inflight(ctx: &mut Ctx) -> Result<Verdict> {
 fn send_all(s: &Socket, bytes: &[u8]) -> Result<()> {
     let mut off = 0;
     while off < bytes.len() {
-        off += s.send(&bytes[off..]).context("send")?;
+        off += s
+            .send_with_flags(&bytes[off..], libc::MSG_NOSIGNAL)
+            .context("send")?;
     }
     Ok(())
 }

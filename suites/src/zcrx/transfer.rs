@@ -167,7 +167,7 @@ fn send_stream(
         let chunk = pattern(plan.seed, sent as u64, want);
         let mut off = 0;
         while off < chunk.len() {
-            match s.send(&chunk[off..]) {
+            match s.send_with_flags(&chunk[off..], libc::MSG_NOSIGNAL) {
                 Ok(n) => off += n,
                 Err(e) => return Err(format!("after {} bytes: {e}", sent + off)),
             }
