@@ -328,6 +328,13 @@ impl ZcrxRing {
     /// Sends `spec` to the kernel as is; on success the answer, whose memory the caller must
     /// keep alive as long as this ring (or hand over with [`ZcrxRing::adopt`]).
     pub fn register_raw(&mut self, spec: &RegSpec) -> io::Result<Registered> {
+        register_on_fd(self.fd(), spec)
+    }
+}
+
+/// Sends `spec` to the kernel as is on ring `fd`; see [`ZcrxRing::register_raw`].
+pub fn register_on_fd(fd: RawFd, spec: &RegSpec) -> io::Result<Registered> {
+    {
         let page = page_size();
         let block_len = std::mem::size_of::<RegBlock>().div_ceil(page) * page;
         let mem = Mapping::anon(block_len)?;
@@ -365,7 +372,7 @@ impl ZcrxRing {
         }
         // SAFETY: the block lives in `mem` until after the call; the kernel reads it and
         // writes answers into it (EFAULT when it is read-only).
-        unsafe { zcrx_abi::register(self.fd(), REGISTER_ZCRX_IFQ, base as *mut _, 1)? };
+        unsafe { zcrx_abi::register(fd, REGISTER_ZCRX_IFQ, base as *mut _, 1)? };
         let out = mem.read(0, std::mem::size_of::<RegBlock>());
         // SAFETY: the bytes are a `RegBlock` the kernel filled in.
         block = unsafe { std::ptr::read_unaligned(out.as_ptr() as *const RegBlock) };
@@ -377,7 +384,9 @@ impl ZcrxRing {
             rx_buf_len: block.reg.rx_buf_len,
         })
     }
+}
 
+impl ZcrxRing {
     /// Registers a device-less instance over `area` with a refill ring of `rq_entries` in
     /// user memory, and keeps both mappings for the ring's lifetime.
     pub fn register_nodev(&mut self, area: Mapping, rq_entries: u32) -> io::Result<Registered> {
@@ -601,6 +610,31 @@ impl ZcrxRing {
 pub fn try_spec(spec: &RegSpec, clamp: bool) -> Result<Registered, RingError> {
     let mut ring = ZcrxRing::new(64, clamp)?;
     ring.register_raw(spec).map_err(RingError::Register)
+}
+
+/// `IORING_SETUP_*` flags of the ring shapes [`try_spec_with_setup`] is given.
+pub mod setup {
+    pub const CQE32: u32 = 1 << 11;
+    pub const SINGLE_ISSUER: u32 = 1 << 12;
+    pub const DEFER_TASKRUN: u32 = 1 << 13;
+    /// 6.18: 16- and 32-byte CQEs on one ring.
+    pub const CQE_MIXED: u32 = 1 << 18;
+}
+
+/// Sets up a ring with raw `flags` (only its descriptor is used: nothing is mapped), sends
+/// `spec`, and closes it. For ring shapes the `io-uring` crate cannot build.
+pub fn try_spec_with_setup(spec: &RegSpec, flags: u32) -> Result<Registered, RingError> {
+    // `struct io_uring_params` is 120 bytes; `flags` is its third u32.
+    let mut p = [0u8; 120];
+    p[8..12].copy_from_slice(&flags.to_ne_bytes());
+    // SAFETY: `p` is a 120-byte `struct io_uring_params` with only `flags` set.
+    let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, 8u32, p.as_mut_ptr()) };
+    if fd < 0 {
+        return Err(RingError::Setup(io::Error::last_os_error()));
+    }
+    // SAFETY: a fresh descriptor nothing else owns.
+    let ring = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    register_on_fd(ring.as_raw_fd(), spec).map_err(RingError::Register)
 }
 
 /// A well-formed device-less request over `area` and refill memory `rq`.

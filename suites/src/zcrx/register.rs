@@ -77,6 +77,14 @@ pub fn cases() -> Vec<Case> {
             register_ok,
         ),
         Case::new(
+            "zcrx.nodev.ring_shapes",
+            Area::Zcrx,
+            "a device-less instance needs DEFER_TASKRUN and 32-byte CQEs (CQE32, or CQE_MIXED \
+             where the kernel has it): other rings give EINVAL",
+            req(),
+            ring_shapes,
+        ),
+        Case::new(
             "zcrx.nodev.refill_sizes",
             Area::Zcrx,
             "refill ring sizes: rounded up to a power of two; 0, more than 32768 (without \
@@ -266,6 +274,49 @@ fn register_ok(ctx: &mut Ctx) -> Result<Verdict> {
         reg.offsets.tail,
         reg.offsets.rqes
     )))
+}
+
+fn ring_shapes(ctx: &mut Ctx) -> Result<Verdict> {
+    use harness::sys::zcrx_ring::setup::{CQE32, CQE_MIXED, DEFER_TASKRUN, SINGLE_ISSUER};
+    let base = Base::new(AREA_PAGES, RQ_ENTRIES)?;
+    let spec = base.spec(RQ_ENTRIES);
+    let deferred = SINGLE_ISSUER | DEFER_TASKRUN;
+    let mut seen = Vec::new();
+    let mut wrong = Vec::new();
+    for (label, flags, must_accept) in [
+        ("plain", 0, false),
+        ("defer_taskrun_cqe16", deferred, false),
+        ("cqe32_without_defer", CQE32, false),
+        ("defer_taskrun_cqe32", deferred | CQE32, true),
+        ("defer_taskrun_cqe_mixed", deferred | CQE_MIXED, true),
+    ] {
+        let r = zcrx_ring::try_spec_with_setup(&spec, flags);
+        let shown = show(&r);
+        ctx.observe(label, &shown);
+        match (&r, must_accept) {
+            (Ok(_), true) => {}
+            (Err(RingError::Register(e)), false) if e.raw_os_error() == Some(libc::EINVAL) => {}
+            // A kernel without mixed CQEs refuses the ring itself: nothing to judge.
+            (Err(RingError::Setup(e)), true)
+                if flags & CQE_MIXED != 0 && e.raw_os_error() == Some(libc::EINVAL) =>
+            {
+                seen.push(format!("{label}: no such ring here (setup EINVAL)"));
+                continue;
+            }
+            (Err(RingError::Setup(e)), _) => {
+                return Err(anyhow::anyhow!("io_uring_setup for {label}: {e}"))
+            }
+            _ => wrong.push(format!(
+                "{label}: {shown} (want {})",
+                if must_accept { "an instance" } else { "EINVAL" }
+            )),
+        }
+        seen.push(format!("{label}: {shown}"));
+    }
+    if !wrong.is_empty() {
+        return Err(fail_with(wrong.join("; "), seen.join("\n")));
+    }
+    Ok(Verdict::pass(seen.join(", ")))
 }
 
 fn zcrx_ring_offset_mask() -> u64 {
