@@ -89,6 +89,30 @@ impl Mapping {
         })
     }
 
+    /// `len` bytes of `fd` at `offset`, shared (a region the kernel allocated for a ring).
+    pub fn of_fd(fd: RawFd, offset: u64, len: usize) -> io::Result<Mapping> {
+        let nz = NonZeroUsize::new(len).ok_or_else(|| io::Error::other("empty mapping"))?;
+        // SAFETY: a fresh shared mapping of a descriptor the caller owns; nothing aliases it
+        // in this process.
+        let base = unsafe {
+            nix::sys::mman::mmap(
+                None,
+                nz,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED | MapFlags::MAP_POPULATE,
+                std::os::fd::BorrowedFd::borrow_raw(fd),
+                offset as i64,
+            )
+        }
+        .map_err(io::Error::from)?;
+        Ok(Mapping {
+            base,
+            total: len,
+            lead: 0,
+            len,
+        })
+    }
+
     /// `len` bytes of read-only memory.
     pub fn read_only(len: usize) -> io::Result<Mapping> {
         let base = Self::map(len, ProtFlags::PROT_READ, MapFlags::empty())?;
@@ -233,6 +257,8 @@ pub struct Registered {
     pub offsets: Offsets,
     pub area_token: u64,
     pub rx_buf_len: u32,
+    /// Where to `mmap` the ring descriptor for a refill region the kernel allocated.
+    pub region_mmap_offset: u64,
 }
 
 /// The three structures the kernel reads, adjacent so they can be made read-only together.
@@ -382,6 +408,7 @@ pub fn register_on_fd(fd: RawFd, spec: &RegSpec) -> io::Result<Registered> {
             offsets: block.reg.offsets,
             area_token: block.area.rq_area_token,
             rx_buf_len: block.reg.rx_buf_len,
+            region_mmap_offset: block.region.mmap_offset,
         })
     }
 }
@@ -408,6 +435,34 @@ impl ZcrxRing {
             ..Default::default()
         };
         let reg = self.register_raw(&spec)?;
+        self.adopt(reg, area, rq);
+        Ok(reg)
+    }
+
+    /// Registers a device-less instance over `area` with a refill ring of `rq_entries` that
+    /// the kernel allocates, mapped through the ring descriptor at the offset it answers.
+    pub fn register_nodev_kernel_region(
+        &mut self,
+        area: Mapping,
+        rq_entries: u32,
+    ) -> io::Result<Registered> {
+        let size = rq_region_size(rq_entries);
+        let spec = RegSpec {
+            flags: ZCRX_REG_NODEV,
+            rq_entries,
+            area: AreaReg {
+                addr: area.addr(),
+                len: area.len() as u64,
+                ..Default::default()
+            },
+            region: Some(RegionDesc {
+                size: size as u64,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let reg = self.register_raw(&spec)?;
+        let rq = Mapping::of_fd(self.fd(), reg.region_mmap_offset, size)?;
         self.adopt(reg, area, rq);
         Ok(reg)
     }

@@ -75,6 +75,14 @@ pub fn cases() -> Vec<Case> {
         |ctx| twice_area(ctx, Returns::Lazy(16)),
     ));
     out.push(Case::new(
+        "zcrx.recv.kernel_region",
+        Area::Zcrx,
+        "a refill ring the kernel allocates (mapped through the ring at the offset it \
+         answers) takes buffers back: twice the area's size goes through",
+        requires(Net::Loopback),
+        kernel_region,
+    ));
+    out.push(Case::new(
         "zcrx.recv.exhaustion",
         Area::Zcrx,
         "without returns the area runs out: a final CQE (no F_MORE) with a negative errno, \
@@ -183,6 +191,30 @@ fn twice_area(ctx: &mut Ctx, returns: Returns) -> Result<Verdict> {
     )?;
     ctx.observe("flushes", r.flushes);
     Ok(v)
+}
+
+fn kernel_region(ctx: &mut Ctx) -> Result<Verdict> {
+    let total = 2 * AREA_PAGES * page_size();
+    let p = plan(total, Returns::Eager, ctx.seed);
+    let conn = transfer::connect(Net::Loopback)?;
+    let mut ring = match transfer::ring_with_kernel_region(AREA_PAGES, RQ_ENTRIES) {
+        Ok(r) => r,
+        Err(e) => {
+            return Err(crate::outcome::fail(format!(
+                "a device-less instance with a kernel-allocated refill region: {e:#}"
+            )))
+        }
+    };
+    if let Some(reg) = ring.instance() {
+        ctx.observe("mmap_offset", format!("{:#x}", reg.region_mmap_offset));
+    }
+    let r = transfer::run_on(&mut ring, None, conn, &p)?;
+    expect_clean(
+        ctx,
+        "twice the area through a kernel-allocated refill ring",
+        &r,
+        total as u64,
+    )
 }
 
 fn exhaustion(ctx: &mut Ctx) -> Result<Verdict> {

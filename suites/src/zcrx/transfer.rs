@@ -190,6 +190,15 @@ pub fn ring_with_instance(area_pages: usize, rq_entries: u32) -> Result<ZcrxRing
     Ok(ring)
 }
 
+/// Registers a device-less instance whose refill ring the kernel allocates.
+pub fn ring_with_kernel_region(area_pages: usize, rq_entries: u32) -> Result<ZcrxRing> {
+    let mut ring = ZcrxRing::new(1024, false).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let area = Mapping::anon(area_pages * page_size()).context("mmap area")?;
+    ring.register_nodev_kernel_region(area, rq_entries)
+        .context("device-less registration with a kernel-allocated refill region")?;
+    Ok(ring)
+}
+
 /// Runs `plan` on `net`.
 pub fn run(net: Net, plan: &Plan) -> Result<Report> {
     let conn = connect(net)?;
