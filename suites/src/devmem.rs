@@ -13,8 +13,9 @@ pub mod facts;
 use std::os::fd::{AsFd, AsRawFd};
 
 use anyhow::{Context, Result};
-use harness::sys::genl::{self, NETDEV_CMD_BIND_RX};
+use harness::sys::genl::{self, Nack, NETDEV_CMD_BIND_RX, NETDEV_CMD_BIND_TX};
 use harness::sys::sockopt;
+use harness::sys::udmabuf::{self, UdmabufError};
 use harness::topology::{Loopback, Pair, PairConfig};
 use harness::NetNs;
 use socket2::{Domain, Socket, Type};
@@ -68,6 +69,50 @@ pub const BIND_RX_OP: Requirement = Requirement {
     },
 };
 
+/// The `netdev` family registers `NETDEV_CMD_BIND_TX` (6.15).
+pub const BIND_TX_OP: Requirement = Requirement {
+    name: "devmem.bind_tx_op",
+    probe: || match genl::netdev_family() {
+        Ok(Some(f)) if f.has_op(NETDEV_CMD_BIND_TX) => Answer::Present(format!(
+            "the netdev family lists bind-tx ({NETDEV_CMD_BIND_TX})"
+        )),
+        Ok(Some(f)) => Answer::Absent(format!(
+            "the netdev family lists no bind-tx ({NETDEV_CMD_BIND_TX}) among ops {:?}",
+            f.ops
+        )),
+        Ok(None) => Answer::Absent("CTRL_CMD_GETFAMILY netdev: ENOENT (no such family)".into()),
+        Err(e) => Answer::Blocked(format!(
+            "generic netlink unusable: CTRL_CMD_GETFAMILY netdev: {}",
+            io_errno(&e)
+        )),
+    },
+};
+
+/// Pages of the dma-buf the bind cases offer.
+const DMABUF_PAGES: usize = 16;
+
+/// A real dma-buf can be made here (`/dev/udmabuf`, the `udmabuf` module).
+pub const UDMABUF: Requirement = Requirement {
+    name: "devmem.udmabuf",
+    probe: || classify_udmabuf(udmabuf::create(DMABUF_PAGES * 4096).map(drop)),
+};
+
+/// The probe's answer for an attempt to make a dma-buf.
+pub fn classify_udmabuf(r: Result<(), UdmabufError>) -> Answer {
+    match r {
+        Ok(()) => Answer::Present(format!(
+            "UDMABUF_CREATE of a {DMABUF_PAGES}-page sealed memfd: a dma-buf"
+        )),
+        Err(UdmabufError::Device(e)) if e.raw_os_error() == Some(libc::ENOENT) => {
+            Answer::Blocked(format!(
+                "needs the udmabuf module (CONFIG_UDMABUF): {} does not exist",
+                udmabuf::DEVICE
+            ))
+        }
+        Err(e) => Answer::Blocked(format!("needs a usable udmabuf module: {e}")),
+    }
+}
+
 /// The kernel knows `SO_DEVMEM_DONTNEED` (6.12): anything but ENOPROTOOPT.
 pub const DONTNEED: Requirement = Requirement {
     name: "devmem.dontneed",
@@ -104,6 +149,34 @@ pub fn cases() -> Vec<Case> {
              skipped, needs a NIC with header split)",
             vec![NET_ADMIN, VETH, NETDEV_FAMILY, BIND_RX_OP],
             |ctx| bind_rx_on(ctx, Device::Veth),
+        ),
+        Case::new(
+            "devmem.dmabuf.bind_rx.lo",
+            Area::Devmem,
+            "bind-rx of a real dma-buf (udmabuf) on loopback: refused for the device              (EOPNOTSUPP and the extended ack's reason: skipped, needs a NIC)",
+            vec![NET_ADMIN, NETDEV_FAMILY, BIND_RX_OP, UDMABUF],
+            |ctx| bind_dmabuf(ctx, Device::Loopback, Direction::Rx),
+        ),
+        Case::new(
+            "devmem.dmabuf.bind_rx.veth",
+            Area::Devmem,
+            "bind-rx of a real dma-buf (udmabuf) on a veth: refused for the device              (EOPNOTSUPP and the extended ack's reason: skipped, needs a NIC)",
+            vec![NET_ADMIN, VETH, NETDEV_FAMILY, BIND_RX_OP, UDMABUF],
+            |ctx| bind_dmabuf(ctx, Device::Veth, Direction::Rx),
+        ),
+        Case::new(
+            "devmem.dmabuf.bind_tx.lo",
+            Area::Devmem,
+            "bind-tx of a real dma-buf (udmabuf) on loopback: refused for the device              (EOPNOTSUPP, \"Driver does not support netmem TX\": skipped, needs a NIC)",
+            vec![NET_ADMIN, NETDEV_FAMILY, BIND_TX_OP, UDMABUF],
+            |ctx| bind_dmabuf(ctx, Device::Loopback, Direction::Tx),
+        ),
+        Case::new(
+            "devmem.dmabuf.bind_tx.veth",
+            Area::Devmem,
+            "bind-tx of a real dma-buf (udmabuf) on a veth: refused for the device              (EOPNOTSUPP, \"Driver does not support netmem TX\": skipped, needs a NIC)",
+            vec![NET_ADMIN, VETH, NETDEV_FAMILY, BIND_TX_OP, UDMABUF],
+            |ctx| bind_dmabuf(ctx, Device::Veth, Direction::Tx),
         ),
         Case::new(
             "devmem.bind_rx.bad_ifindex",
@@ -213,6 +286,95 @@ fn bind_rx_on(ctx: &mut Ctx, device: Device) -> Result<Verdict> {
     };
     ctx.observe("bind_rx", show(answer));
     Err(classify_bind(answer, name))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Rx,
+    Tx,
+}
+
+impl Direction {
+    fn name(self) -> &'static str {
+        match self {
+            Direction::Rx => "bind-rx",
+            Direction::Tx => "bind-tx",
+        }
+    }
+}
+
+/// What a bind of a real dma-buf on a device without devmem support answered, as an outcome.
+pub fn classify_dmabuf_bind(answer: &Result<(), Nack>, what: &str) -> anyhow::Error {
+    let reason = |n: &Nack| match &n.message {
+        Some(m) => format!("{} (\"{m}\")", errno_name(n.errno)),
+        None => format!("{} (no extended-ack message)", errno_name(n.errno)),
+    };
+    match answer {
+        Ok(()) => fail(format!(
+            "{what} succeeded: the kernel bound a dma-buf to a device with no DMA and no \
+             queue API"
+        )),
+        Err(n) if n.errno == libc::EOPNOTSUPP => skipped(format!(
+            "needs a NIC with devmem support (queue API, DMA): {what} answered {}",
+            reason(n)
+        )),
+        Err(n) if n.errno == libc::EPERM => skipped(format!(
+            "{what} needs CAP_NET_ADMIN in the initial user namespace: EPERM"
+        )),
+        // 6.12–6.14 attach the dma-buf to the device's parent before any device check; a
+        // device with no DMA parent fails there, and the extended ack says so.
+        Err(Nack {
+            errno: libc::EINVAL,
+            message: Some(m),
+        }) if m.contains("bind dmabuf to device") => skipped(format!(
+            "needs a NIC with devmem support (a DMA device to attach the dma-buf to): {what} \
+             answered EINVAL (\"{m}\")"
+        )),
+        Err(n) => anyhow::anyhow!(
+            "{what} answered {}, which the suite cannot classify",
+            reason(n)
+        ),
+    }
+}
+
+fn bind_dmabuf(ctx: &mut Ctx, device: Device, dir: Direction) -> Result<Verdict> {
+    let buf = udmabuf::create(DMABUF_PAGES * 4096)
+        .map_err(|e| anyhow::anyhow!("making a dma-buf after the probe made one: {e}"))?;
+    let fd = buf.fd.as_raw_fd();
+    let attempt = |ns: &NetNs, ifname: &str| -> Result<Result<(), Nack>> {
+        let idx = harness::netlink::link_index(ns, ifname)?;
+        let family = ns
+            .run(genl::netdev_family)?
+            .context("looking up the netdev family")?
+            .context("the netdev family vanished")?;
+        let r = ns.run(move || match dir {
+            Direction::Rx => genl::bind_rx_ext(family.id, idx, 0, fd),
+            Direction::Tx => genl::bind_tx(family.id, idx, fd),
+        })?;
+        r.with_context(|| format!("{} over netlink", dir.name()))
+    };
+    let (answer, name) = match device {
+        Device::Loopback => {
+            let lo = Loopback::new(None)?;
+            (attempt(&lo.host.ns, "lo")?, "loopback")
+        }
+        Device::Veth => {
+            let pair = Pair::new(PairConfig::default())?;
+            (attempt(&pair.a.ns, &pair.a.ifname)?, "veth")
+        }
+    };
+    match &answer {
+        Ok(()) => ctx.observe(dir.name(), "0"),
+        Err(n) => {
+            ctx.observe(dir.name(), errno_name(n.errno));
+            ctx.observe("extack", n.message.clone().unwrap_or_default());
+        }
+    }
+    drop(buf);
+    Err(classify_dmabuf_bind(
+        &answer,
+        &format!("{} of a udmabuf dma-buf on {name}", dir.name()),
+    ))
 }
 
 fn bad_ifindex(ctx: &mut Ctx) -> Result<Verdict> {
@@ -331,6 +493,48 @@ mod tests {
 
     use super::*;
     use crate::outcome::{verdict_of_error, Outcome};
+
+    #[test]
+    fn dmabuf_bind_answers_keep_the_extack_reason() {
+        let n = |errno, m: Option<&str>| Nack {
+            errno,
+            message: m.map(str::to_string),
+        };
+        let v = verdict_of_error(classify_dmabuf_bind(
+            &Err(n(
+                libc::EOPNOTSUPP,
+                Some("Driver does not support netmem TX"),
+            )),
+            "bind-tx",
+        ));
+        assert_eq!(v.outcome, Outcome::Skipped, "{v:?}");
+        assert!(v.reason.contains("netmem TX"), "{v:?}");
+        let v = verdict_of_error(classify_dmabuf_bind(&Ok(()), "bind-rx"));
+        assert_eq!(v.outcome, Outcome::Fail, "{v:?}");
+        let v = verdict_of_error(classify_dmabuf_bind(
+            &Err(n(libc::EINVAL, Some("Failed to bind dmabuf to device"))),
+            "bind-rx",
+        ));
+        assert_eq!(v.outcome, Outcome::Skipped, "{v:?}");
+        // EINVAL for another reason is not the device's refusal.
+        let v = verdict_of_error(classify_dmabuf_bind(
+            &Err(n(libc::EINVAL, Some("rx-page-size must be a power of 2"))),
+            "bind-rx",
+        ));
+        assert_eq!(v.outcome, Outcome::Error, "{v:?}");
+        let v = verdict_of_error(classify_dmabuf_bind(&Err(n(libc::ENOMEM, None)), "bind-rx"));
+        assert_eq!(v.outcome, Outcome::Error, "{v:?}");
+        assert!(v.reason.contains("no extended-ack message"), "{v:?}");
+    }
+
+    #[test]
+    fn a_missing_udmabuf_names_the_module() {
+        let e = std::io::Error::from_raw_os_error(libc::ENOENT);
+        match classify_udmabuf(Err(UdmabufError::Device(e))) {
+            Answer::Blocked(d) => assert!(d.contains("udmabuf module"), "{d}"),
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[rstest]
     #[case(Ok(()), Outcome::Fail, "succeeded")]

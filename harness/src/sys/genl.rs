@@ -22,6 +22,14 @@ use netlink_sys::{Socket, SocketAddr};
 
 /// `NETDEV_CMD_BIND_RX` (6.12): bind a dma-buf to receive queues.
 pub const NETDEV_CMD_BIND_RX: u32 = 13;
+/// `NETDEV_CMD_BIND_TX` (6.15): bind a dma-buf for transmit.
+pub const NETDEV_CMD_BIND_TX: u32 = 15;
+/// `NLM_F_CAPPED`: an error message carries only the request's header.
+const NLM_F_CAPPED: u16 = 0x100;
+/// `NLM_F_ACK_TLVS`: extended-ack attributes follow the (possibly capped) request.
+const NLM_F_ACK_TLVS: u16 = 0x200;
+/// `NLMSGERR_ATTR_MSG`: the kernel's human-readable reason, a NUL-terminated string.
+const NLMSGERR_ATTR_MSG: u16 = 1;
 const NETDEV_A_DMABUF_IFINDEX: u16 = 1;
 const NETDEV_A_DMABUF_QUEUES: u16 = 2;
 const NETDEV_A_DMABUF_FD: u16 = 3;
@@ -96,9 +104,33 @@ pub fn netdev_family() -> io::Result<Option<NetdevFamily>> {
     ))
 }
 
+/// A refusal: the errno and the extended ack's message, if the kernel gave one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nack {
+    pub errno: i32,
+    pub message: Option<String>,
+}
+
+impl From<Nack> for io::Error {
+    fn from(n: Nack) -> io::Error {
+        io::Error::from_raw_os_error(n.errno)
+    }
+}
+
 /// Sends `NETDEV_CMD_BIND_RX` for receive queue `rxq` of `ifindex` with `dmabuf_fd` and
 /// returns the kernel's answer: `Ok(())` if it bound, the errno of its NACK otherwise.
 pub fn bind_rx(family: u16, ifindex: u32, rxq: u32, dmabuf_fd: RawFd) -> io::Result<()> {
+    bind_rx_ext(family, ifindex, rxq, dmabuf_fd)?.map_err(io::Error::from)
+}
+
+/// [`bind_rx`] with the refusal's extended-ack message. The outer error is the transport's.
+/// A binding that succeeds lives as long as the netlink socket, which is closed on return.
+pub fn bind_rx_ext(
+    family: u16,
+    ifindex: u32,
+    rxq: u32,
+    dmabuf_fd: RawFd,
+) -> io::Result<Result<(), Nack>> {
     let queue = [
         DefaultNla::new(NETDEV_A_QUEUE_ID, rxq.to_ne_bytes().to_vec()),
         DefaultNla::new(
@@ -128,7 +160,56 @@ pub fn bind_rx(family: u16, ifindex: u32, rxq: u32, dmabuf_fd: RawFd) -> io::Res
         family,
     );
     msg.finalize();
-    exchange::<NetdevMessage>(msg).map(drop)
+    Ok(exchange_nack::<NetdevMessage>(msg)?.map(drop))
+}
+
+/// Sends `NETDEV_CMD_BIND_TX` for `ifindex` with `dmabuf_fd`: `Ok(Ok(()))` if it bound, the
+/// NACK with its extended-ack message otherwise.
+pub fn bind_tx(family: u16, ifindex: u32, dmabuf_fd: RawFd) -> io::Result<Result<(), Nack>> {
+    let payload = NetdevMessage {
+        cmd: NETDEV_CMD_BIND_TX as u8,
+        attrs: vec![
+            DefaultNla::new(NETDEV_A_DMABUF_IFINDEX, ifindex.to_ne_bytes().to_vec()),
+            DefaultNla::new(
+                NETDEV_A_DMABUF_FD,
+                (dmabuf_fd as u32).to_ne_bytes().to_vec(),
+            ),
+        ],
+    };
+    let mut msg = GenlMessage::new(
+        GenlHeader {
+            cmd: payload.cmd,
+            version: 1,
+        },
+        payload,
+        family,
+    );
+    msg.finalize();
+    Ok(exchange_nack::<NetdevMessage>(msg)?.map(drop))
+}
+
+/// The `NLMSGERR_ATTR_MSG` of an error message's payload (after the errno), given the
+/// error message's own header flags.
+pub fn extack_message(flags: u16, payload: &[u8]) -> Option<String> {
+    if flags & NLM_F_ACK_TLVS == 0 || payload.len() < 16 {
+        return None;
+    }
+    let skip = if flags & NLM_F_CAPPED != 0 {
+        16
+    } else {
+        let orig = u32::from_ne_bytes(payload[0..4].try_into().ok()?) as usize;
+        (orig + 3) & !3
+    };
+    let tlvs = payload.get(skip..)?;
+    for nla in NlasIterator::new(tlvs) {
+        let nla = nla.ok()?;
+        if nla.kind() & !NLA_F_NESTED == NLMSGERR_ATTR_MSG {
+            let v = nla.value();
+            let end = v.iter().position(|&b| b == 0).unwrap_or(v.len());
+            return Some(String::from_utf8_lossy(&v[..end]).into_owned());
+        }
+    }
+    None
 }
 
 /// A `netdev` family message with raw attributes.
@@ -179,8 +260,18 @@ fn exchange<F>(msg: GenlMessage<F>) -> io::Result<Vec<GenlMessage<F>>>
 where
     F: GenlFamily + Emitable + ParseableParametrized<[u8], GenlHeader> + std::fmt::Debug,
 {
+    exchange_nack(msg)?.map_err(io::Error::from)
+}
+
+/// [`exchange`], keeping a NACK (with its extended-ack message) apart from transport errors.
+fn exchange_nack<F>(msg: GenlMessage<F>) -> io::Result<Result<Vec<GenlMessage<F>>, Nack>>
+where
+    F: GenlFamily + Emitable + ParseableParametrized<[u8], GenlHeader> + std::fmt::Debug,
+{
     let mut socket = Socket::new(NETLINK_GENERIC)?;
     socket.bind_auto()?;
+    // Without it the kernel keeps its reason to itself; older kernels ignore a failure here.
+    let _ = socket.set_ext_ack(true);
     socket.connect(&SocketAddr::new(0, 0))?;
     nix::sys::socket::setsockopt(
         &socket.as_fd(),
@@ -218,14 +309,18 @@ where
             let m = NetlinkMessage::<GenlMessage<F>>::deserialize(&rx[off..])
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
             let len = m.header.length as usize;
+            let flags = m.header.flags;
             match m.payload {
                 NetlinkPayload::Error(err) => {
-                    return match err.code {
+                    return Ok(match err.code {
                         None => Ok(replies),
-                        Some(_) => Err(err.to_io()),
-                    }
+                        Some(code) => Err(Nack {
+                            errno: code.get().abs(),
+                            message: extack_message(flags, &err.header),
+                        }),
+                    })
                 }
-                NetlinkPayload::Done(_) => return Ok(replies),
+                NetlinkPayload::Done(_) => return Ok(Ok(replies)),
                 NetlinkPayload::InnerMessage(inner) => replies.push(inner),
                 _ => {}
             }
@@ -234,5 +329,44 @@ where
             }
             off += (len + 3) & !3;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error payload: the request's 16-byte header, then one `NLMSGERR_ATTR_MSG`.
+    fn payload(orig_len: u32, extra: usize, msg: &str) -> Vec<u8> {
+        let mut p = orig_len.to_ne_bytes().to_vec();
+        p.resize(16 + extra, 0);
+        let value = format!("{msg}\0");
+        let nla_len = 4 + value.len();
+        p.extend_from_slice(&(nla_len as u16).to_ne_bytes());
+        p.extend_from_slice(&NLMSGERR_ATTR_MSG.to_ne_bytes());
+        p.extend_from_slice(value.as_bytes());
+        p.resize(p.len().div_ceil(4) * 4, 0);
+        p
+    }
+
+    #[test]
+    fn the_extack_message_is_found_after_a_capped_or_full_request() {
+        let capped = payload(40, 0, "Driver does not support netmem TX");
+        assert_eq!(
+            extack_message(NLM_F_ACK_TLVS | NLM_F_CAPPED, &capped).as_deref(),
+            Some("Driver does not support netmem TX")
+        );
+        let full = payload(40, 24, "Device doesn't support DMA");
+        assert_eq!(
+            extack_message(NLM_F_ACK_TLVS, &full).as_deref(),
+            Some("Device doesn't support DMA")
+        );
+        // Without the TLV flag there is no message, whatever the bytes.
+        assert_eq!(extack_message(0, &full), None);
+        // Reading a full request as capped lands in the request's body, not on the message.
+        assert_ne!(
+            extack_message(NLM_F_ACK_TLVS | NLM_F_CAPPED, &full).as_deref(),
+            Some("Device doesn't support DMA")
+        );
     }
 }

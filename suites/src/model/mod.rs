@@ -8,3 +8,4 @@ pub mod limits;
 pub mod stream;
 pub mod uring_notif;
 pub mod zc_receive;
+pub mod zcrx_area;

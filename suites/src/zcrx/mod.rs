@@ -1,4 +1,9 @@
-//! The `zcrx` area: detection of io_uring zero-copy receive (6.15), SEMANTICS.md R10.2.
+//! The `zcrx` area: io_uring zero-copy receive (6.15), SEMANTICS.md R10.2.
+//!
+//! Where the kernel has the device-less mode (`ZCRX_REG_NODEV`, 7.1; probed by registering
+//! one), the area runs end to end without a NIC: [`register`] (registration and its error
+//! answers), [`recv`] (RECV_ZC over loopback and veth against the area model), [`lifecycle`]
+//! and [`property`]. The hardware path below stays detection:
 //!
 //! Registering an interface queue (`IORING_REGISTER_ZCRX_IFQ`) needs CAP_NET_ADMIN, a ring
 //! with `DEFER_TASKRUN` and 32-byte CQEs, and a NIC with header split, flow steering and
@@ -19,6 +24,12 @@ use harness::NetNs;
 use crate::case::{Area, Case, Ctx};
 use crate::outcome::{fail, skipped, Verdict};
 use crate::probes::{errno_name, io_errno, Answer, Requirement, NET_ADMIN, VETH};
+
+pub mod lifecycle;
+pub mod property;
+pub mod recv;
+pub mod register;
+pub mod transfer;
 
 /// An interface index no namespace has: the kernel looks it up only after every check that
 /// needs no hardware.
@@ -65,6 +76,16 @@ pub fn classify_probe(r: Result<(), ZcrxError>) -> Answer {
 }
 
 pub fn cases() -> Vec<Case> {
+    let mut all = hardware_cases();
+    all.extend(register::cases());
+    all.extend(recv::cases());
+    all.extend(lifecycle::cases());
+    all.extend(property::cases());
+    all
+}
+
+/// The hardware path: detection only.
+fn hardware_cases() -> Vec<Case> {
     vec![
         Case::new(
             "zcrx.register.lo",
