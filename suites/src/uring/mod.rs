@@ -1,6 +1,7 @@
 //! The `uring` area: io_uring zero-copy send, `IORING_OP_SEND_ZC` (6.0) and
 //! `IORING_OP_SENDMSG_ZC` (6.1) (SEMANTICS.md §8).
 
+mod collect;
 mod errors;
 pub mod probes;
 mod protocol;

@@ -40,6 +40,16 @@ pub fn ring() -> Result<Ring> {
     probes::ring().map_err(|a| anyhow::anyhow!("io_uring_setup failed: {}", a.detail()))
 }
 
+/// A ring of `kind` for a case body (its probe already said such rings work).
+pub fn ring_of(kind: harness::sys::uring::RingKind, entries: u32) -> Result<Ring> {
+    Ring::with_kind(entries, kind).with_context(|| format!("io_uring_setup ({})", kind.tag()))
+}
+
+/// Whether `req`'s probe answered present.
+pub fn offered(req: Requirement) -> bool {
+    matches!(req.answer(), crate::probes::Answer::Present(_))
+}
+
 /// Whether this kernel has `SENDMSG_ZC` (cases that could use it run without it otherwise).
 pub fn has_sendmsg_zc() -> bool {
     matches!(
