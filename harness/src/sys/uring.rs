@@ -279,6 +279,12 @@ impl SendRequest {
     }
 }
 
+/// One submission queue entry for [`Ring::push_all`].
+pub enum Sqe<'a> {
+    Send(BorrowedFd<'a>, &'a SendRequest),
+    Aux(AuxOp, squeue::Flags, u64),
+}
+
 /// A request that is not a send, for chains and cancellation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuxOp {
@@ -509,8 +515,14 @@ impl Ring {
     /// Queues several sends at once: they become visible to the kernel together, so a chain
     /// (`IOSQE_IO_LINK`) is never seen cut in two, even by an SQPOLL thread that consumes
     /// entries as soon as they are published.
-    pub fn push_all(&mut self, reqs: &[(BorrowedFd<'_>, &SendRequest)]) -> io::Result<()> {
-        let prepared = reqs.iter().map(|(fd, r)| self.prepare(*fd, r)).collect();
+    pub fn push_all(&mut self, sqes: &[Sqe<'_>]) -> io::Result<()> {
+        let prepared = sqes
+            .iter()
+            .map(|q| match q {
+                Sqe::Send(fd, r) => self.prepare(*fd, r),
+                Sqe::Aux(op, flags, ud) => self.prepare_aux(*op, *flags, *ud),
+            })
+            .collect();
         self.push_entries(prepared)
     }
 
@@ -673,6 +685,16 @@ impl Ring {
         sqe_flags: squeue::Flags,
         user_data: u64,
     ) -> io::Result<()> {
+        let prepared = self.prepare_aux(op, sqe_flags, user_data);
+        self.push_entries(vec![prepared])
+    }
+
+    fn prepare_aux(
+        &self,
+        op: AuxOp,
+        sqe_flags: squeue::Flags,
+        user_data: u64,
+    ) -> (squeue::Entry, u64, InFlight) {
         assert!(
             !self.in_flight.contains_key(&user_data),
             "user_data {user_data} is already in flight"
@@ -702,7 +724,7 @@ impl Ring {
             _timespec: timespec,
             zc: false,
         };
-        self.push_entries(vec![(entry, user_data, held)])
+        (entry, user_data, held)
     }
 
     fn push_entries(&mut self, entries: Vec<(squeue::Entry, u64, InFlight)>) -> io::Result<()> {

@@ -1,6 +1,7 @@
 //! The `uring` area: io_uring zero-copy send, `IORING_OP_SEND_ZC` (6.0) and
 //! `IORING_OP_SENDMSG_ZC` (6.1) (SEMANTICS.md §8).
 
+mod chains;
 mod collect;
 mod errors;
 pub mod probes;
@@ -15,5 +16,6 @@ pub fn cases() -> Vec<Case> {
     cases.extend(protocol::cases());
     cases.extend(usage::cases());
     cases.extend(errors::cases());
+    cases.extend(chains::cases());
     cases
 }

@@ -25,7 +25,9 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use harness::sockets::{self, Proto};
 use harness::sys::errqueue;
-use harness::sys::uring::{Cqe, Dest, DestSlot, Payload, RingKind, SendOp, SendRequest, SqeFlags};
+use harness::sys::uring::{
+    Cqe, Dest, DestSlot, Payload, RingKind, SendOp, SendRequest, Sqe, SqeFlags,
+};
 use harness::sys::uring::{RECVSEND_POLL_FIRST, SEND_ZC_REPORT_USAGE};
 use harness::sys::zerocopy;
 use harness::topology::Topology;
@@ -569,7 +571,7 @@ fn run_sequence(
                 if !link {
                     let batch: Vec<_> = sent[queued..]
                         .iter()
-                        .map(|s| (senders[s.conn].as_fd(), &s.req))
+                        .map(|s| Sqe::Send(senders[s.conn].as_fd(), &s.req))
                         .collect();
                     ring.push_all(&batch).context("queueing sends")?;
                     queued = sent.len();
