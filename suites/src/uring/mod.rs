@@ -1,6 +1,7 @@
 //! The `uring` area: io_uring zero-copy send, `IORING_OP_SEND_ZC` (6.0) and
 //! `IORING_OP_SENDMSG_ZC` (6.1) (SEMANTICS.md §8).
 
+mod buffers;
 mod chains;
 mod collect;
 mod errors;
@@ -17,5 +18,6 @@ pub fn cases() -> Vec<Case> {
     cases.extend(usage::cases());
     cases.extend(errors::cases());
     cases.extend(chains::cases());
+    cases.extend(buffers::cases());
     cases
 }

@@ -26,7 +26,7 @@ use anyhow::{Context, Result};
 use harness::sockets::{self, Proto};
 use harness::sys::errqueue;
 use harness::sys::uring::{
-    Cqe, Dest, DestSlot, Payload, RingKind, SendOp, SendRequest, Sqe, SqeFlags,
+    Cqe, Dest, DestSlot, Payload, Ring, RingKind, SendOp, SendRequest, Sqe, SqeFlags,
 };
 use harness::sys::uring::{RECVSEND_POLL_FIRST, SEND_ZC_REPORT_USAGE};
 use harness::sys::zerocopy;
@@ -316,8 +316,26 @@ fn run(ctx: &mut Ctx, path: Path, kind: RingKind) -> Result<Verdict> {
     };
     let data = random_bytes(TCP_MAX + OFFSETS);
     let tally = std::cell::RefCell::new(Tally::default());
+    let spare: std::cell::RefCell<Option<Ring>> = std::cell::RefCell::new(None);
+    let next_user_data = std::cell::Cell::new(1u64);
     property::check(ctx, seq(), |s| {
-        let out = run_sequence(topo.as_ref(), kind, offers, &data, s)?;
+        // One ring serves every sequence that passes (its setup, an SQPOLL thread and a
+        // 1 MiB registration, is the costly part); a failed sequence may leave requests in
+        // flight, so its ring is dropped and the next sequence gets a fresh one.
+        let mut ring = match spare.borrow_mut().take() {
+            Some(r) => r,
+            None => {
+                let mut r = support::ring_of(kind, 64)?;
+                r.register_buffers(&[FIXED_LEN])
+                    .context("registering a fixed buffer")?;
+                r.fixed_mut(0).copy_from_slice(&data[..FIXED_LEN]);
+                r
+            }
+        };
+        let base = next_user_data.get();
+        next_user_data.set(base + 1000);
+        let out = run_sequence(topo.as_ref(), &mut ring, base, offers, &data, s)?;
+        *spare.borrow_mut() = Some(ring);
         let mut t = tally.borrow_mut();
         t.sequences += 1;
         t.requests += out.stats.requests;
@@ -490,10 +508,13 @@ fn build(
     (how, req, bytes)
 }
 
-/// Runs one sequence on fresh connections and a fresh ring, and checks it.
+/// Runs one sequence on fresh connections, with user_data from `base` on, and checks it.
+/// The ring has room for every request of a sequence (64 entries): a flush forced by a full
+/// queue would cut a chain.
 fn run_sequence(
     topo: &dyn Topology,
-    kind: RingKind,
+    ring: &mut Ring,
+    base: u64,
     offers: Offers,
     data: &Arc<[u8]>,
     seq: &Seq,
@@ -523,11 +544,7 @@ fn run_sequence(
             }
         }
     }
-    // Room for every request of a sequence: a flush forced by a full queue would cut a chain.
-    let mut ring = support::ring_of(kind, 64)?;
-    ring.register_buffers(&[FIXED_LEN])
-        .context("registering a fixed buffer")?;
-    ring.fixed_mut(0).copy_from_slice(&data[..FIXED_LEN]);
+    let kind = ring.kind();
 
     let mut issued: Vec<Issued> = Vec::new();
     let mut sent: Vec<Sent> = Vec::new();
@@ -538,7 +555,7 @@ fn run_sequence(
     for (i, s) in seq.steps.iter().enumerate() {
         match s {
             Step::Send(ask) => {
-                let ud = sent.len() as u64 + 1;
+                let ud = base + sent.len() as u64;
                 // A chain ends inside one submission: a link flag on the last request before
                 // a submit, a reap or the end would leave the chain open, which the uAPI does
                 // not define (uring.flags.poll_first records what it does).
@@ -659,7 +676,6 @@ fn run_sequence(
             may_split: proto == Proto::Tcp,
         });
     }
-    drop(ring);
     for (i, s) in senders.iter().enumerate() {
         let queued = errqueue::drain(s.as_fd()).context("reading the error queue")?;
         if !queued.is_empty() {

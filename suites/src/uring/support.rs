@@ -39,7 +39,7 @@ pub fn requires(path: Option<Path>, extra: &[Requirement]) -> Vec<Requirement> {
 
 /// A ring for a case body (the probes already said rings work).
 pub fn ring() -> Result<Ring> {
-    probes::ring().map_err(|a| anyhow::anyhow!("io_uring_setup failed: {}", a.detail()))
+    Ring::new(64).context("io_uring_setup")
 }
 
 /// A ring of `kind` for a case body (its probe already said such rings work).
@@ -275,9 +275,12 @@ pub fn describe<'a>(reqs: impl Iterator<Item = &'a SendRequest>) -> String {
 
 /// `res` as a report shows it: a byte count or an errno name.
 pub fn show_res(res: i32) -> String {
-    if res < 0 {
-        errno_name(-res)
-    } else {
-        res.to_string()
+    // The errnos io_uring adds to the shared table's.
+    match -res {
+        libc::ECANCELED => "ECANCELED (125)".into(),
+        libc::ETIME => "ETIME (62)".into(),
+        libc::EDESTADDRREQ => "EDESTADDRREQ (89)".into(),
+        e if e > 0 => errno_name(e),
+        _ => res.to_string(),
     }
 }
