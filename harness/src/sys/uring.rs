@@ -134,6 +134,12 @@ pub enum Payload {
         index: u16,
         segments: Vec<(usize, usize)>,
     },
+    /// `SENDMSG_ZC` from registered buffer `index` with iovecs at arbitrary `(address, len)`,
+    /// inside the registration or not (the kernel must refuse ranges outside it).
+    FixedAt {
+        index: u16,
+        iovecs: Vec<(usize, usize)>,
+    },
     /// `len` bytes at an arbitrary address: memory the ring does not own (a mapping the case
     /// unmaps while the request is in flight) or no memory at all (address 1, for EFAULT).
     /// Safe for this process: a send only ever reads its buffer, and the kernel answers
@@ -150,12 +156,16 @@ impl Payload {
             Payload::Vectored { segments, .. } | Payload::FixedVectored { segments, .. } => {
                 segments.iter().map(|(_, l)| l).sum()
             }
+            Payload::FixedAt { iovecs, .. } => iovecs.iter().map(|(_, l)| l).sum(),
         }
     }
 
     /// Whether the bytes come from a registered buffer.
     pub fn is_fixed(&self) -> bool {
-        matches!(self, Payload::Fixed { .. } | Payload::FixedVectored { .. })
+        matches!(
+            self,
+            Payload::Fixed { .. } | Payload::FixedVectored { .. } | Payload::FixedAt { .. }
+        )
     }
 
     pub fn is_empty(&self) -> bool {
@@ -497,6 +507,13 @@ impl Ring {
         Ok(())
     }
 
+    /// The address and length of registered buffer `index`, for [`Payload::FixedAt`].
+    pub fn fixed_range(&self, index: usize) -> Option<(usize, usize)> {
+        self.fixed
+            .get(index)
+            .map(|b| (b.as_ptr() as usize, b.len()))
+    }
+
     /// A registered buffer, to fill before sending from it.
     pub fn fixed_mut(&mut self, index: usize) -> &mut [u8] {
         match &mut self.fixed[index] {
@@ -579,10 +596,19 @@ impl Ring {
                 }
                 (None, std::ptr::null(), Some(*index))
             }
+            Payload::FixedAt { index, iovecs } => {
+                for &(addr, len) in iovecs {
+                    iovs.push(libc::iovec {
+                        iov_base: addr as *mut libc::c_void,
+                        iov_len: len,
+                    });
+                }
+                (None, std::ptr::null(), Some(*index))
+            }
         };
         let vectored = matches!(
             req.payload,
-            Payload::Vectored { .. } | Payload::FixedVectored { .. }
+            Payload::Vectored { .. } | Payload::FixedVectored { .. } | Payload::FixedAt { .. }
         );
         if !vectored {
             iovs.push(libc::iovec {

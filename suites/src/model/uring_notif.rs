@@ -61,6 +61,12 @@ pub enum Violation {
         user_data: u64,
         flags: u32,
     },
+    /// A notification with flags besides `F_NOTIF` (checked after `F_MORE`).
+    NotificationFlags {
+        index: usize,
+        user_data: u64,
+        flags: u32,
+    },
     /// A notification before its request's first CQE.
     NotificationBeforeCompletion { index: usize, user_data: u64 },
     /// A notification for a request whose first CQE did not announce one (no `F_MORE`),
@@ -110,6 +116,15 @@ impl fmt::Display for Violation {
             } => write!(
                 f,
                 "CQE #{index}: the notification of {user_data} carries F_MORE (flags {flags:#x})"
+            ),
+            NotificationFlags {
+                index,
+                user_data,
+                flags,
+            } => write!(
+                f,
+                "CQE #{index}: the notification of {user_data} has flags {flags:#x}, only \
+                 F_NOTIF ({CQE_F_NOTIF:#x}) is allowed"
             ),
             NotificationBeforeCompletion { index, user_data } => write!(
                 f,
@@ -236,6 +251,13 @@ pub fn check(issued: &[Issued], cqes: &[Cqe], complete: bool) -> Result<Accepted
         if c.flags & CQE_F_NOTIF != 0 {
             if c.flags & CQE_F_MORE != 0 {
                 return Err(Violation::MoreOnNotification {
+                    index,
+                    user_data,
+                    flags: c.flags,
+                });
+            }
+            if c.flags != CQE_F_NOTIF {
+                return Err(Violation::NotificationFlags {
                     index,
                     user_data,
                     flags: c.flags,
@@ -500,6 +522,9 @@ mod tests {
     #[case::more_on_notification(
         vec![ZC], vec![first(1, 10), Cqe { user_data: 1, res: 0, flags: CQE_F_NOTIF | CQE_F_MORE }],
         Violation::MoreOnNotification { index: 1, user_data: 1, flags: CQE_F_NOTIF | CQE_F_MORE })]
+    #[case::notification_with_other_flags(
+        vec![ZC], vec![first(1, 10), Cqe { user_data: 1, res: 0, flags: CQE_F_NOTIF | 1 }],
+        Violation::NotificationFlags { index: 1, user_data: 1, flags: CQE_F_NOTIF | 1 })]
     #[case::notification_before_its_request(
         vec![ZC, ZC], vec![first(1, 10), notif(2, 0), first(2, 10)],
         Violation::NotificationBeforeCompletion { index: 1, user_data: 2 })]

@@ -40,8 +40,8 @@ pub fn cases() -> Vec<Case> {
         Case::new(
             "uring.fixed.offsets",
             Area::Uring,
-            "registered-buffer sends at offsets inside the registration (+13, a page + 27, \
-             ranges crossing pages; SEND_ZC and SENDMSG_ZC) deliver exactly those bytes",
+            "registered-buffer sends at offsets inside the registration (+13, +41, a page + \
+             27, ranges crossing pages, the end; SEND_ZC and SENDMSG_ZC) deliver exactly those bytes",
             support::requires(Some(Path::Loopback), &[]),
             |ctx| offsets(ctx, false),
         ),
@@ -111,7 +111,14 @@ fn offsets(ctx: &mut Ctx, hugetlb: bool) -> Result<Verdict> {
     ring.register_mappings(vec![map])
         .context("registering the mapping")?;
     // (offset, len) ranges: odd offsets, page crossings, and for hugetlb the 2 MiB boundary.
-    let mut ranges = vec![(13, 100), (PAGE + 27, PAGE), (PAGE - 1, 2 * PAGE + 3)];
+    let mut ranges = vec![
+        (13, 100),
+        (41, 2 * PAGE - 41 - 13),
+        (PAGE + 27, PAGE),
+        (PAGE - 1, 2 * PAGE + 3),
+        // Touching the end of the registration.
+        (size - PAGE + 5, PAGE - 5),
+    ];
     if hugetlb {
         ranges.push(((2 << 20) - 13, 3 * PAGE));
     }
@@ -228,9 +235,21 @@ fn hold_and_meddle(
             report_usage: false,
         },
     });
-    ring.push(
-        s_fixed.as_fd(),
-        &SendRequest::new(
+    // sendzc-bug.c's form where the kernel has it: SENDMSG_ZC from the registration, on a
+    // socket with SO_ZEROCOPY set; SEND_ZC from the registration otherwise.
+    harness::sys::zerocopy::set_so_zerocopy(s_fixed.as_fd(), true)
+        .context("setsockopt(SO_ZEROCOPY, 1)")?;
+    let fixed_req = if support::offered(probes::SENDMSG_ZC_FIXED) {
+        SendRequest::new(
+            SendOp::SendMsgZc,
+            Payload::FixedVectored {
+                index: 0,
+                segments: vec![(0, len)],
+            },
+            1,
+        )
+    } else {
+        SendRequest::new(
             SendOp::SendZc,
             Payload::Fixed {
                 index: 0,
@@ -238,8 +257,9 @@ fn hold_and_meddle(
                 len,
             },
             1,
-        ),
-    )?;
+        )
+    };
+    ring.push(s_fixed.as_fd(), &fixed_req)?;
     ring.push(
         s_raw.as_fd(),
         &SendRequest::new(

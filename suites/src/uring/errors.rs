@@ -85,6 +85,15 @@ pub fn cases() -> Vec<Case> {
             null_msghdr_async,
         ),
         Case::new(
+            "uring.error.fixed_range",
+            Area::Uring,
+            "SENDMSG_ZC from a registered buffer with an iovec outside the registration (one \
+             byte before, one past the end, NULL, 0xffffffff) fails, eight empty iovecs give \
+             res <= 0, a notification iff F_MORE (vec-regbuf.c test_fail)",
+            support::requires(Some(Path::Loopback), &[probes::SENDMSG_ZC_FIXED]),
+            fixed_range,
+        ),
+        Case::new(
             "uring.error.unconnected_tcp",
             Area::Uring,
             "SEND_ZC on a TCP socket that never connected fails with EPIPE",
@@ -390,4 +399,57 @@ fn null_msghdr_async(ctx: &mut Ctx) -> Result<Verdict> {
             ", no F_MORE, nothing after"
         }
     )))
+}
+
+fn fixed_range(ctx: &mut Ctx) -> Result<Verdict> {
+    let (_lo, s, _sink) = udp_lo()?;
+    let mut ring = support::ring()?;
+    ring.register_buffers(&[8 * 4096])?;
+    let (base, size) = ring.fixed_range(0).context("the registered buffer")?;
+    let cases: Vec<(&str, Vec<(usize, usize)>)> = vec![
+        ("underflow", vec![(base - 1, 1)]),
+        ("overflow", vec![(base + size, 1)]),
+        ("null", vec![(0, 1)]),
+        ("all_ones", vec![(0xffff_ffff, 1)]),
+        ("empty_iovecs", vec![(base, 0); 8]),
+    ];
+    let reqs: Vec<(&Socket, SendRequest)> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, (_, iovecs))| {
+            (
+                &s,
+                SendRequest::new(
+                    SendOp::SendMsgZc,
+                    Payload::FixedAt {
+                        index: 0,
+                        iovecs: iovecs.clone(),
+                    },
+                    i as u64 + 1,
+                ),
+            )
+        })
+        .collect();
+    let (acc, cqes) = support::exchange(&mut ring, &reqs, LINGER)?;
+    let mut seen = Vec::new();
+    for (i, (label, _)) in cases.iter().enumerate() {
+        let o = acc.outcomes[&(i as u64 + 1)];
+        let res = o.res.expect("complete stream");
+        let ok = if *label == "empty_iovecs" {
+            res <= 0
+        } else {
+            res < 0
+        };
+        expect(ok, || {
+            format!(
+                "{label}: completed with {} (CQEs: {})",
+                support::show_res(res),
+                show(&cqes)
+            )
+        })?;
+        ctx.observe(format!("{label}.res"), support::show_res(res));
+        ctx.observe(format!("{label}.f_more"), o.more);
+        seen.push(format!("{label}: {}", support::show_res(res)));
+    }
+    Ok(Verdict::pass(seen.join("; ")))
 }

@@ -481,7 +481,9 @@ fn build(
             }
             v
         }
-        Payload::Raw { .. } => unreachable!("the property never sends raw memory"),
+        Payload::Raw { .. } | Payload::FixedAt { .. } => {
+            unreachable!("the property never sends raw memory")
+        }
     };
     let mut req = SendRequest::new(op, payload, user_data);
     let proto = Conn::ALL[conn].proto;
