@@ -37,6 +37,22 @@ pub fn cases() -> Vec<Case> {
     let lo = || support::requires(Some(Path::Loopback), &[]);
     vec![
         Case::new(
+            "uring.form.send_vectorized",
+            Area::Uring,
+            "SEND_ZC with IORING_SEND_VECTORIZED (an iovec array, the first of one byte) sends \
+             exactly those bytes (send-zerocopy.c test_basic_send vec)",
+            support::requires(Some(Path::Loopback), &[probes::SEND_VECTORIZED]),
+            send_vectorized,
+        ),
+        Case::new(
+            "uring.form.multi_iov_partial",
+            Area::Uring,
+            "a 4 MiB SENDMSG_ZC of four iovecs (a 1-byte first one) with MSG_WAITALL on TCP: \
+             partial sends advance through the iovecs, res is the full length, the bytes exact",
+            support::requires(Some(Path::Loopback), &[probes::SENDMSG_ZC]),
+            multi_iov_partial,
+        ),
+        Case::new(
             "uring.link.failed_head",
             Area::Uring,
             "a chain whose first SEND_ZC fails (EFAULT): the linked SEND_ZC/SENDMSG_ZC \
@@ -588,5 +604,102 @@ fn cork_linked(ctx: &mut Ctx) -> Result<Verdict> {
     Ok(Verdict::pass(format!(
         "one datagram of {total} bytes from {}",
         forms.join(", ")
+    )))
+}
+
+/// Sends one request on a fresh loopback TCP connection and returns (res, received bytes).
+fn one_tcp(req: SendRequest) -> Result<(i32, Vec<u8>, String)> {
+    let lo = Loopback::new(None)?;
+    let (s, r) = support::connect(&lo, TCP4)?;
+    let rx = collect::Stream::start(r)?;
+    let mut ring = support::ring()?;
+    let ud = req.user_data;
+    let items = vec![Item::Send(&s, req)];
+    let (acc, cqes) = support::exchange_items(&mut ring, &items, Duration::ZERO, |_| {})?;
+    drop(ring);
+    drop(s);
+    let got = rx.finish()?;
+    let res = acc.outcomes[&ud].res.expect("complete stream");
+    Ok((res, got, uring_notif::show(&cqes)))
+}
+
+/// The bytes of `segments` of `data`, in order.
+fn gather(data: &[u8], segments: &[(usize, usize)]) -> Vec<u8> {
+    let mut v = Vec::new();
+    for &(o, n) in segments {
+        v.extend_from_slice(&data[o..o + n]);
+    }
+    v
+}
+
+fn send_vectorized(ctx: &mut Ctx) -> Result<Verdict> {
+    let data = support::pattern(8192);
+    let segments = vec![(7, 1), (100, 50), (4000, 3000)];
+    let want = gather(&data, &segments);
+    let req = SendRequest::new(
+        SendOp::SendZc,
+        Payload::Vectored {
+            data: data.clone(),
+            segments,
+        },
+        1,
+    );
+    let (res, got, cqes) = one_tcp(req)?;
+    ctx.observe("res", support::show_res(res));
+    expect(res == want.len() as i32 && got == want, || {
+        format!(
+            "a vectored SEND_ZC of {} bytes completed with {} and the receiver got {} bytes \
+             (equal: {}; CQEs: {cqes})",
+            want.len(),
+            support::show_res(res),
+            got.len(),
+            got == want
+        )
+    })?;
+    Ok(Verdict::pass(format!(
+        "{} bytes from 3 iovecs, exact",
+        want.len()
+    )))
+}
+
+fn multi_iov_partial(ctx: &mut Ctx) -> Result<Verdict> {
+    let total = 4 << 20;
+    let data = support::pattern(total + 64);
+    let segments = vec![
+        (3, 1),
+        (5, 3 << 19),
+        ((3 << 19) + 11, 2 << 20),
+        ((7 << 19) + 13, (1 << 19) - 1),
+    ];
+    let want = gather(&data, &segments);
+    let mut req = SendRequest::new(
+        SendOp::SendMsgZc,
+        Payload::Vectored {
+            data: data.clone(),
+            segments,
+        },
+        1,
+    );
+    req.msg_flags |= libc::MSG_WAITALL;
+    let (res, got, cqes) = one_tcp(req)?;
+    ctx.observe("res", support::show_res(res));
+    expect(res == want.len() as i32, || {
+        format!(
+            "MSG_WAITALL SENDMSG_ZC of {} bytes completed with {} (CQEs: {cqes})",
+            want.len(),
+            support::show_res(res)
+        )
+    })?;
+    expect(got == want, || {
+        format!(
+            "the receiver got {} bytes, {} sent; first difference at {:?}",
+            got.len(),
+            want.len(),
+            got.iter().zip(&want).position(|(a, b)| a != b)
+        )
+    })?;
+    Ok(Verdict::pass(format!(
+        "{} bytes from 4 iovecs, exact",
+        want.len()
     )))
 }

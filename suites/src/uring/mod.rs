@@ -31,7 +31,7 @@
 //!   MSG_WAITALL (res must equal length), several iovecs with a 1-byte first one, a
 //!   destination address on UDP, IPv4/IPv6, SO_ZEROCOPY set or not, TCP sent from the
 //!   accepted socket (liburing's swapped sockets), buffers at random (odd) offsets, the
-//!   DEFER_TASKRUN ring (`uring.protocol.defer_taskrun.lo`), exact bytes at the receiver.
+//!   DEFER_TASKRUN and SQPOLL rings (a per-sequence dimension), exact bytes at the receiver.
 //!   Cork with MSG_MORE and mixed registration: `uring.udp.cork_linked`. Unconnected sockets
 //!   with an address: `uring.udp.dest_copied_at_submit`. Buffer table: offsets +13, +41,
 //!   page + 27, the end of the registration (`uring.fixed.offsets`), hugetlb
@@ -47,7 +47,7 @@
 //!   `io_uring.report_usage`, `uring.usage.*`.
 //! * `test_invalid_zc` (NULL msghdr under IOSQE_ASYNC completes, one more CQE iff F_MORE):
 //!   `uring.error.null_msghdr_async`.
-//! * `run_basic_tests` on a DEFER_TASKRUN ring: `uring.protocol.defer_taskrun.lo`.
+//! * `run_basic_tests` on a DEFER_TASKRUN ring: the DEFER_TASKRUN sequences of `uring.protocol.*`.
 //!
 //! liburing `test/sendzc-bug.c` (SENDMSG_ZC from a registered buffer on a SO_ZEROCOPY socket;
 //! buffers unregistered and unmapped after the first CQE; the read must not crash):
@@ -77,7 +77,7 @@
 //!   with MSG_MORE, which `udp_sendmsg` treats the same way (both set its cork request).
 //! * the throughput report: not an assertion.
 //!
-//! Beyond the references: SQPOLL rings (`uring.protocol.sqpoll.lo`), linked timeouts and
+//! Beyond the references: SQPOLL rings (a ring kind of `uring.protocol.*`), linked timeouts and
 //! cancellation of a stuck send (`uring.link.timeout`, `uring.cancel.stuck_send`), a failed
 //! chain head (`uring.link.failed_head`), overwriting before the notification
 //! (`uring.lifetime.overwrite_before_notification`), REPORT_USAGE on every path of the COPIED

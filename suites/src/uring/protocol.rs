@@ -2,8 +2,10 @@
 //! per-CQE checks and liburing send-zerocopy.c's `test_inet_send` matrix, generalised).
 //!
 //! Random sequences of requests over TCP and UDP, IPv4 and IPv6, submitted in random batches
-//! and reaped at random points, on one ring kind per case (default, `SINGLE_ISSUER |
-//! DEFER_TASKRUN`, `SQPOLL`). Each request draws its form (SEND_ZC, SENDMSG_ZC, either from a
+//! and reaped at random points, each sequence on a ring kind drawn among those the kernel
+//! offers (default, `SINGLE_ISSUER | DEFER_TASKRUN`, `SQPOLL`: probes `io_uring.defer_taskrun`
+//! and `io_uring.sqpoll`; a kind that is absent falls back to the default ring, and the
+//! sequences each kind ran are recorded). Each request draws its form (SEND_ZC, SENDMSG_ZC, either from a
 //! registered buffer at a random offset inside it, SENDMSG_ZC with several iovecs and a
 //! 1-byte first one, vectored SEND_ZC, a plain SEND), its flags (`IOSQE_ASYNC`,
 //! `IORING_RECVSEND_POLL_FIRST`, `IOSQE_IO_LINK` to the next request, `MSG_WAITALL` on TCP,
@@ -42,7 +44,6 @@ use crate::case::{Area, Case, Ctx};
 use crate::model::uring_delivery::{self, Run};
 use crate::model::uring_notif::{self, Issued, Stats};
 use crate::outcome::{fail_with, skipped, Verdict};
-use crate::probes::Requirement;
 use crate::property;
 use crate::send::flow::Path;
 
@@ -56,38 +57,22 @@ const UDP_MAX: usize = 1400;
 const OFFSETS: usize = 1 << 16;
 
 pub fn cases() -> Vec<Case> {
-    let mut cases = Vec::new();
-    for path in [Path::Loopback, Path::Pair] {
-        cases.push(case(path, RingKind::Default));
-    }
-    for kind in [RingKind::DeferTaskrun, RingKind::Sqpoll] {
-        cases.push(case(Path::Loopback, kind));
-    }
-    cases
-}
-
-fn case(path: Path, kind: RingKind) -> Case {
-    let tag = path.tag();
-    let (id, extra): (String, Vec<Requirement>) = match kind {
-        RingKind::Default => (format!("uring.protocol.{tag}"), vec![]),
-        RingKind::DeferTaskrun => (
-            format!("uring.protocol.defer_taskrun.{tag}"),
-            vec![probes::DEFER_TASKRUN],
-        ),
-        RingKind::Sqpoll => (format!("uring.protocol.sqpoll.{tag}"), vec![probes::SQPOLL]),
-    };
-    Case::new(
-        id,
-        Area::Uring,
-        format!(
-            "{} ring, random requests of every form and flag: every F_MORE is followed by \
-             exactly one F_NOTIF (never carrying F_MORE, never before its request), MSG_WAITALL \
-             sends everything, and the receivers get exactly the bytes completed",
-            kind.tag()
-        ),
-        support::requires(Some(path), &extra),
-        move |ctx| run(ctx, path, kind),
-    )
+    [Path::Loopback, Path::Pair]
+        .into_iter()
+        .map(|path| {
+            let tag = path.tag();
+            Case::new(
+                format!("uring.protocol.{tag}"),
+                Area::Uring,
+                "random requests of every form and flag on every ring kind the kernel offers \
+                 (default, DEFER_TASKRUN, SQPOLL): every F_MORE is followed by exactly one \
+                 F_NOTIF (never carrying F_MORE, never before its request), MSG_WAITALL sends \
+                 everything, and the receivers get exactly the bytes completed",
+                support::requires(Some(path), &[]),
+                move |ctx| run(ctx, path),
+            )
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -171,6 +156,7 @@ impl fmt::Debug for Step {
 /// A sequence and the per-sequence choices.
 #[derive(Clone)]
 struct Seq {
+    kind: RingKind,
     so_zerocopy: bool,
     accepted_sends: bool,
     steps: Vec<Step>,
@@ -178,6 +164,7 @@ struct Seq {
 
 impl fmt::Debug for Seq {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ring; ", self.kind.tag())?;
         if self.so_zerocopy {
             write!(f, "SO_ZEROCOPY set; ")?;
         }
@@ -243,12 +230,19 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 fn seq() -> impl Strategy<Value = Seq> {
+    let kind = prop_oneof![
+        Just(RingKind::Default),
+        Just(RingKind::DeferTaskrun),
+        Just(RingKind::Sqpoll),
+    ];
     (
+        kind,
         prop::bool::weighted(0.3),
         prop::bool::weighted(0.3),
         vec(step(), 1..24),
     )
-        .prop_map(|(so_zerocopy, accepted_sends, steps)| Seq {
+        .prop_map(|(kind, so_zerocopy, accepted_sends, steps)| Seq {
+            kind,
             so_zerocopy,
             accepted_sends,
             steps,
@@ -289,6 +283,7 @@ struct Tally {
     short_tcp_completions: u32,
     bytes: u64,
     forms: std::collections::BTreeMap<String, u32>,
+    ring_kinds: std::collections::BTreeMap<&'static str, u32>,
 }
 
 /// A deterministic random buffer: payloads drawn from it at random offsets have distinct
@@ -306,7 +301,7 @@ fn random_bytes(len: usize) -> Arc<[u8]> {
         .into()
 }
 
-fn run(ctx: &mut Ctx, path: Path, kind: RingKind) -> Result<Verdict> {
+fn run(ctx: &mut Ctx, path: Path) -> Result<Verdict> {
     let topo = path.topology()?;
     let offers = Offers {
         sendmsg_zc: support::has_sendmsg_zc(),
@@ -316,13 +311,26 @@ fn run(ctx: &mut Ctx, path: Path, kind: RingKind) -> Result<Verdict> {
     };
     let data = random_bytes(TCP_MAX + OFFSETS);
     let tally = std::cell::RefCell::new(Tally::default());
-    let spare: std::cell::RefCell<Option<Ring>> = std::cell::RefCell::new(None);
+    let kinds: Vec<RingKind> = [
+        (RingKind::DeferTaskrun, probes::DEFER_TASKRUN),
+        (RingKind::Sqpoll, probes::SQPOLL),
+    ]
+    .into_iter()
+    .filter(|(_, probe)| support::offered(*probe))
+    .map(|(k, _)| k)
+    .collect();
+    let spare: std::cell::RefCell<std::collections::HashMap<RingKind, Ring>> = Default::default();
     let next_user_data = std::cell::Cell::new(1u64);
     property::check(ctx, seq(), |s| {
-        // One ring serves every sequence that passes (its setup, an SQPOLL thread and a
-        // 1 MiB registration, is the costly part); a failed sequence may leave requests in
-        // flight, so its ring is dropped and the next sequence gets a fresh one.
-        let mut ring = match spare.borrow_mut().take() {
+        let kind = if kinds.contains(&s.kind) {
+            s.kind
+        } else {
+            RingKind::Default
+        };
+        // One ring per kind serves every sequence that passes (its setup, an SQPOLL thread
+        // and a 1 MiB registration, is the costly part); a failed sequence may leave
+        // requests in flight, so its ring is dropped and the next one gets a fresh ring.
+        let mut ring = match spare.borrow_mut().remove(&kind) {
             Some(r) => r,
             None => {
                 let mut r = support::ring_of(kind, 64)?;
@@ -335,8 +343,9 @@ fn run(ctx: &mut Ctx, path: Path, kind: RingKind) -> Result<Verdict> {
         let base = next_user_data.get();
         next_user_data.set(base + 1000);
         let out = run_sequence(topo.as_ref(), &mut ring, base, offers, &data, s)?;
-        *spare.borrow_mut() = Some(ring);
+        spare.borrow_mut().insert(kind, ring);
         let mut t = tally.borrow_mut();
+        *t.ring_kinds.entry(kind.tag()).or_default() += 1;
         t.sequences += 1;
         t.requests += out.stats.requests;
         t.notifications += out.stats.notifications;
@@ -355,10 +364,10 @@ fn run(ctx: &mut Ctx, path: Path, kind: RingKind) -> Result<Verdict> {
     ctx.observe_timing("protocol", &t);
     ctx.observe("offers", offers);
     Ok(Verdict::pass(format!(
-        "{} random sequences on a {} ring: {} requests, {} notifications ({} out of order), \
+        "{} random sequences on rings {:?}: {} requests, {} notifications ({} out of order), \
          {} short TCP completions, {} bytes delivered byte-exact",
         t.sequences,
-        kind.tag(),
+        t.ring_kinds,
         t.requests,
         t.notifications,
         t.out_of_order,
