@@ -514,6 +514,20 @@ impl Ring {
             .map(|b| (b.as_ptr() as usize, b.len()))
     }
 
+    /// The ring's file descriptor, for [`unregister_buffers`] from another thread.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        // SAFETY: the ring's fd stays open as long as `self`, which the borrow outlives not.
+        unsafe { BorrowedFd::borrow_raw(self.ring.as_raw_fd()) }
+    }
+
+    /// Frees the memory of the registered buffers once their registration ended (by
+    /// [`unregister_buffers`]). Freeing it while still registered would not be unsafe for
+    /// this process (the kernel holds its own page references) but later fixed sends would
+    /// read recycled memory.
+    pub fn forget_buffers(&mut self) {
+        self.fixed.clear();
+    }
+
     /// A registered buffer, to fill before sending from it.
     pub fn fixed_mut(&mut self, index: usize) -> &mut [u8] {
         match &mut self.fixed[index] {
@@ -865,6 +879,28 @@ impl Ring {
         if last {
             self.in_flight.remove(&c.user_data);
         }
+    }
+}
+
+/// `IORING_UNREGISTER_BUFFERS` on a ring's fd. A plain function so that it can run on another
+/// thread: before 6.x kernels quiesced the registration, this call waits until no in-flight
+/// request uses the buffers any more.
+pub fn unregister_buffers(ring: BorrowedFd<'_>) -> io::Result<()> {
+    const IORING_UNREGISTER_BUFFERS: libc::c_long = 1;
+    // SAFETY: io_uring_register with a null argument and count 0, as the opcode requires.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_io_uring_register,
+            ring.as_raw_fd(),
+            IORING_UNREGISTER_BUFFERS,
+            std::ptr::null::<libc::c_void>(),
+            0,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
     }
 }
 

@@ -10,13 +10,14 @@
 //!   contract forbids the write; what it shows depends on whether the path copied);
 //! * RLIMIT_MEMLOCK too small for the pinned pages: ENOMEM, and the protocol still holds.
 
+use std::io;
 use std::os::fd::AsFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use harness::sockets::{self, Family, Proto};
 use harness::sys::creds;
-use harness::sys::uring::{Mapping, Payload, SendOp, SendRequest, SqeFlags};
+use harness::sys::uring::{self, Mapping, Payload, SendOp, SendRequest, SqeFlags};
 use harness::topology::Loopback;
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
 use socket2::Socket;
@@ -213,10 +214,25 @@ struct Held {
 /// Sends `len` bytes from a registered mapping and `len` from an unregistered one, each on
 /// its own held connection, waits for the first CQEs, runs `meddle` on the ring and the
 /// unregistered mapping, then lets the receivers read and checks the whole stream.
-fn hold_and_meddle(
-    len: usize,
-    meddle: impl FnOnce(&mut harness::sys::uring::Ring, &mut Option<Mapping>),
-) -> Result<(Vec<Held>, String)> {
+/// What happens to the buffers between the first CQEs and the notifications.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Meddle {
+    /// Unmap the unregistered buffer; unregister the registered one and free its memory.
+    Release,
+    /// Overwrite both with [`NEW`].
+    Overwrite,
+}
+
+const NEW: u8 = 0xee;
+
+/// What [`hold_and_meddle`] found besides the requests: the stream as evidence, and whether
+/// unregistering waited for the in-flight requests (older kernels quiesce the registration).
+struct Meddled {
+    cqes: String,
+    unregister_waited: bool,
+}
+
+fn hold_and_meddle(len: usize, meddle: Meddle) -> Result<(Vec<Held>, Meddled)> {
     let lo = Loopback::new(None)?;
     let (s_fixed, r_fixed) = held_tcp(&lo)?;
     let (s_raw, r_raw) = held_tcp(&lo)?;
@@ -282,12 +298,51 @@ fn hold_and_meddle(
         .filter(|c| c.notif())
         .map(|c| c.user_data)
         .collect();
-    // `meddle` may unmap the unregistered buffer (take it) or leave it for after the end.
     let mut raw = Some(raw);
-    meddle(&mut ring, &mut raw);
+    let mut readers = None;
+    let mut unregister_waited = false;
+    let start = |rf: Socket, rr: Socket| -> Result<(collect::Stream, collect::Stream)> {
+        Ok((collect::Stream::start(rf)?, collect::Stream::start(rr)?))
+    };
+    let mut sockets = Some((r_fixed, r_raw));
+    match meddle {
+        Meddle::Overwrite => {
+            ring.fixed_mut(0).fill(NEW);
+            if let Some(m) = &mut raw {
+                m.as_mut_slice().fill(NEW);
+            }
+        }
+        Meddle::Release => {
+            raw.take();
+            // Older kernels wait in the unregistration until no request uses the buffers:
+            // it runs on a thread of its own, and if it has not returned shortly, the
+            // receivers start reading so that the requests can complete.
+            let fd = ring.fd();
+            let released = std::thread::scope(|sc| -> Result<io::Result<()>> {
+                let h = sc.spawn(move || uring::unregister_buffers(fd));
+                let deadline = Instant::now() + Duration::from_millis(300);
+                while !h.is_finished() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                if !h.is_finished() {
+                    unregister_waited = true;
+                    let (rf, rr) = sockets.take().expect("receivers not started yet");
+                    readers = Some(start(rf, rr)?);
+                }
+                Ok(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            })?;
+            released.context("IORING_UNREGISTER_BUFFERS")?;
+            ring.forget_buffers();
+        }
+    }
     // Now let the data flow.
-    let rx_fixed = collect::Stream::start(r_fixed)?;
-    let rx_raw = collect::Stream::start(r_raw)?;
+    let (rx_fixed, rx_raw) = match readers {
+        Some(r) => r,
+        None => {
+            let (rf, rr) = sockets.take().expect("receivers not started yet");
+            start(rf, rr)?
+        }
+    };
     cqes.extend(
         ring.wait(support::COMPLETION_WAIT, |got| {
             let all: Vec<_> = cqes.iter().chain(got).copied().collect();
@@ -317,18 +372,20 @@ fn hold_and_meddle(
         received,
     })
     .collect();
-    Ok((held, shown))
+    Ok((
+        held,
+        Meddled {
+            cqes: shown,
+            unregister_waited,
+        },
+    ))
 }
 
 fn unmap_before_notification(ctx: &mut Ctx) -> Result<Verdict> {
     let len = 256 * 1024;
-    let mut released = Ok(());
-    let (held, cqes) = hold_and_meddle(len, |ring, raw| {
-        // Unregister every buffer and unmap both mappings while the requests are in flight.
-        released = ring.release_buffers();
-        raw.take();
-    })?;
-    released.context("unregistering the buffers")?;
+    let (held, m) = hold_and_meddle(len, Meddle::Release)?;
+    let cqes = &m.cqes;
+    ctx.observe("unregister_waited_for_requests", m.unregister_waited);
     let mut seen = Vec::new();
     for h in &held {
         expect(h.res > 0, || {
@@ -362,18 +419,20 @@ fn unmap_before_notification(ctx: &mut Ctx) -> Result<Verdict> {
             }
         ));
     }
+    if m.unregister_waited {
+        seen.push(
+            "IORING_UNREGISTER_BUFFERS waited until the requests were done, so the registered \
+             memory was freed only after its notification"
+                .into(),
+        );
+    }
     Ok(Verdict::pass(seen.join("; ")))
 }
 
 fn overwrite_before_notification(ctx: &mut Ctx) -> Result<Verdict> {
     let len = 256 * 1024;
-    const NEW: u8 = 0xee;
-    let (held, cqes) = hold_and_meddle(len, |ring, raw| {
-        ring.fixed_mut(0).fill(NEW);
-        if let Some(m) = raw {
-            m.as_mut_slice().fill(NEW);
-        }
-    })?;
+    let (held, m) = hold_and_meddle(len, Meddle::Overwrite)?;
+    let cqes = m.cqes;
     let mut seen = Vec::new();
     for h in &held {
         let n = h.res.max(0) as usize;
