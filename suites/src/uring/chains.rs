@@ -47,8 +47,8 @@ pub fn cases() -> Vec<Case> {
         Case::new(
             "uring.form.multi_iov_partial",
             Area::Uring,
-            "a 4 MiB SENDMSG_ZC of four iovecs (a 1-byte first one) with MSG_WAITALL on TCP: \
-             partial sends advance through the iovecs, res is the full length, the bytes exact",
+            "a 1 MiB SENDMSG_ZC of four iovecs (a 1-byte first one) with MSG_WAITALL on TCP with a \
+             64 KiB send buffer: partial sends advance through the iovecs, res is the full length, the bytes exact",
             support::requires(Some(Path::Loopback), &[probes::SENDMSG_ZC]),
             multi_iov_partial,
         ),
@@ -607,10 +607,14 @@ fn cork_linked(ctx: &mut Ctx) -> Result<Verdict> {
     )))
 }
 
-/// Sends one request on a fresh loopback TCP connection and returns (res, received bytes).
-fn one_tcp(req: SendRequest) -> Result<(i32, Vec<u8>, String)> {
+/// Sends one request on a fresh loopback TCP connection (with `sndbuf` as SO_SNDBUF if
+/// given) and returns (res, received bytes, the CQEs as evidence).
+fn one_tcp(req: SendRequest, sndbuf: Option<usize>) -> Result<(i32, Vec<u8>, String)> {
     let lo = Loopback::new(None)?;
     let (s, r) = support::connect(&lo, TCP4)?;
+    if let Some(n) = sndbuf {
+        s.set_send_buffer_size(n).context("SO_SNDBUF")?;
+    }
     let rx = collect::Stream::start(r)?;
     let mut ring = support::ring()?;
     let ud = req.user_data;
@@ -644,7 +648,7 @@ fn send_vectorized(ctx: &mut Ctx) -> Result<Verdict> {
         },
         1,
     );
-    let (res, got, cqes) = one_tcp(req)?;
+    let (res, got, cqes) = one_tcp(req, None)?;
     ctx.observe("res", support::show_res(res));
     expect(res == want.len() as i32 && got == want, || {
         format!(
@@ -663,13 +667,14 @@ fn send_vectorized(ctx: &mut Ctx) -> Result<Verdict> {
 }
 
 fn multi_iov_partial(ctx: &mut Ctx) -> Result<Verdict> {
-    let total = 4 << 20;
+    // A 64 KiB send buffer makes the 1 MiB send advance in many partial steps.
+    let total = 1 << 20;
     let data = support::pattern(total + 64);
     let segments = vec![
         (3, 1),
-        (5, 3 << 19),
-        ((3 << 19) + 11, 2 << 20),
-        ((7 << 19) + 13, (1 << 19) - 1),
+        (5, 3 << 17),
+        ((3 << 17) + 11, 1 << 18),
+        ((5 << 17) + 13, (3 << 17) - 1),
     ];
     let want = gather(&data, &segments);
     let mut req = SendRequest::new(
@@ -681,7 +686,7 @@ fn multi_iov_partial(ctx: &mut Ctx) -> Result<Verdict> {
         1,
     );
     req.msg_flags |= libc::MSG_WAITALL;
-    let (res, got, cqes) = one_tcp(req)?;
+    let (res, got, cqes) = one_tcp(req, Some(64 * 1024))?;
     ctx.observe("res", support::show_res(res));
     expect(res == want.len() as i32, || {
         format!(
