@@ -413,9 +413,9 @@ fn unmap_before_notification(ctx: &mut Ctx) -> Result<Verdict> {
             "{}: {n} bytes intact{}",
             h.label,
             if h.notified_early {
-                " (notified before the release)"
+                " (notified before the release began)"
             } else {
-                ", notification after the release"
+                ", notification still pending when the release began"
             }
         ));
     }
