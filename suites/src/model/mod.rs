@@ -6,6 +6,7 @@ pub mod completions;
 pub mod copied;
 pub mod limits;
 pub mod stream;
+pub mod uring_delivery;
 pub mod uring_notif;
 pub mod zc_receive;
 pub mod zcrx_area;

@@ -11,6 +11,14 @@
 //! The checker reads the CQEs in the order the ring posted them and says which promise, if
 //! any, the stream breaks. With `complete`, everything must have arrived; without it,
 //! requests may still be in flight.
+//!
+//! The rule holds on every ring kind, for every request form and flag, and on error paths
+//! too: the rule is "a notification if and only if the first CQE carried `F_MORE`, exactly
+//! once", not "never `F_MORE` on an error". A request cancelled before it ran (a linked
+//! timeout, `IORING_OP_ASYNC_CANCEL`, a failed link) is a first CQE like any other.
+//!
+//! Chains (`IOSQE_IO_LINK`) add one promise, checked by [`check_chain`]: once a member fails,
+//! every later member completes with `-ECANCELED` without being run.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -22,7 +30,11 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Kind {
-    ZeroCopy { report_usage: bool },
+    ZeroCopy {
+        report_usage: bool,
+    },
+    /// A request that completes once and never with `F_MORE`: an ordinary send, a timeout,
+    /// a linked timeout, a cancellation.
     Plain,
 }
 
@@ -49,6 +61,12 @@ pub enum Violation {
         user_data: u64,
         flags: u32,
     },
+    /// A notification with flags besides `F_NOTIF` (checked after `F_MORE`).
+    NotificationFlags {
+        index: usize,
+        user_data: u64,
+        flags: u32,
+    },
     /// A notification before its request's first CQE.
     NotificationBeforeCompletion { index: usize, user_data: u64 },
     /// A notification for a request whose first CQE did not announce one (no `F_MORE`),
@@ -67,6 +85,12 @@ pub enum Violation {
     MissingCompletion { user_data: u64 },
     /// (complete streams) a first CQE announced a notification that never came.
     MissingNotification { user_data: u64 },
+    /// A chain member after a failed one was not cancelled.
+    LinkNotCancelled {
+        user_data: u64,
+        res: i32,
+        failed: u64,
+    },
 }
 
 impl fmt::Display for Violation {
@@ -82,7 +106,8 @@ impl fmt::Display for Violation {
             ),
             MoreOnPlainSend { index, user_data } => write!(
                 f,
-                "CQE #{index}: the ordinary send {user_data} completed with F_MORE"
+                "CQE #{index}: the single-completion request {user_data} (an ordinary send, \
+                 a timeout or a cancellation) completed with F_MORE"
             ),
             MoreOnNotification {
                 index,
@@ -91,6 +116,15 @@ impl fmt::Display for Violation {
             } => write!(
                 f,
                 "CQE #{index}: the notification of {user_data} carries F_MORE (flags {flags:#x})"
+            ),
+            NotificationFlags {
+                index,
+                user_data,
+                flags,
+            } => write!(
+                f,
+                "CQE #{index}: the notification of {user_data} has flags {flags:#x}, only \
+                 F_NOTIF ({CQE_F_NOTIF:#x}) is allowed"
             ),
             NotificationBeforeCompletion { index, user_data } => write!(
                 f,
@@ -124,6 +158,15 @@ impl fmt::Display for Violation {
             MissingNotification { user_data } => write!(
                 f,
                 "request {user_data} completed with F_MORE but its notification never came"
+            ),
+            LinkNotCancelled {
+                user_data,
+                res,
+                failed,
+            } => write!(
+                f,
+                "request {user_data} is linked behind the failed request {failed} yet \
+                 completed with {res}, not -ECANCELED"
             ),
         }
     }
@@ -213,6 +256,13 @@ pub fn check(issued: &[Issued], cqes: &[Cqe], complete: bool) -> Result<Accepted
                     flags: c.flags,
                 });
             }
+            if c.flags != CQE_F_NOTIF {
+                return Err(Violation::NotificationFlags {
+                    index,
+                    user_data,
+                    flags: c.flags,
+                });
+            }
             if o.res.is_none() {
                 return Err(Violation::NotificationBeforeCompletion { index, user_data });
             }
@@ -281,6 +331,34 @@ pub fn check(issued: &[Issued], cqes: &[Cqe], complete: bool) -> Result<Accepted
         }
     }
     Ok(Accepted { outcomes, stats })
+}
+
+/// One member of an `IOSQE_IO_LINK` chain, in chain order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainMember {
+    pub user_data: u64,
+    /// `res` of its first CQE.
+    pub res: i32,
+    /// Whether that result breaks the chain: an error, or with `MSG_WAITALL` fewer bytes
+    /// than asked (a short send without `MSG_WAITALL` does not break it).
+    pub breaks: bool,
+}
+
+/// Checks that every member after the first breaking one completed with `-ECANCELED`.
+pub fn check_chain(members: &[ChainMember]) -> Result<(), Violation> {
+    let Some(first) = members.iter().position(|m| m.breaks) else {
+        return Ok(());
+    };
+    for m in &members[first + 1..] {
+        if m.res != -libc::ECANCELED {
+            return Err(Violation::LinkNotCancelled {
+                user_data: m.user_data,
+                res: m.res,
+                failed: members[first].user_data,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// How many CQEs `issued` still owes after `cqes`, counting a notification only once its
@@ -444,6 +522,9 @@ mod tests {
     #[case::more_on_notification(
         vec![ZC], vec![first(1, 10), Cqe { user_data: 1, res: 0, flags: CQE_F_NOTIF | CQE_F_MORE }],
         Violation::MoreOnNotification { index: 1, user_data: 1, flags: CQE_F_NOTIF | CQE_F_MORE })]
+    #[case::notification_with_other_flags(
+        vec![ZC], vec![first(1, 10), Cqe { user_data: 1, res: 0, flags: CQE_F_NOTIF | 1 }],
+        Violation::NotificationFlags { index: 1, user_data: 1, flags: CQE_F_NOTIF | 1 })]
     #[case::notification_before_its_request(
         vec![ZC, ZC], vec![first(1, 10), notif(2, 0), first(2, 10)],
         Violation::NotificationBeforeCompletion { index: 1, user_data: 2 })]
@@ -459,6 +540,24 @@ mod tests {
     #[case::unknown_user_data(
         vec![ZC], vec![first(7, 10)],
         Violation::UnknownRequest { index: 0, user_data: 7 })]
+    #[case::notification_after_a_cancelled_request_without_more(
+        vec![ZC], vec![only(1, -libc::ECANCELED), notif(1, 0)],
+        Violation::UnannouncedNotification { index: 1, user_data: 1 })]
+    #[case::notification_without_more_after_an_error(
+        vec![ZC], vec![only(1, -libc::EFAULT), notif(1, 0)],
+        Violation::UnannouncedNotification { index: 1, user_data: 1 })]
+    #[case::two_notifications_after_a_cancelled_request(
+        vec![ZC], vec![first(1, -libc::ECANCELED), notif(1, 0), notif(1, 0)],
+        Violation::DuplicateNotification { index: 2, user_data: 1 })]
+    #[case::cancelled_request_with_more_but_no_notification(
+        vec![ZC, Kind::Plain], vec![first(1, -libc::ECANCELED), only(2, -libc::ETIME)],
+        Violation::MissingNotification { user_data: 1 })]
+    #[case::linked_timeout_with_more(
+        vec![ZC, Kind::Plain], vec![first(1, 10), first(2, -libc::ECANCELED), notif(1, 0)],
+        Violation::MoreOnPlainSend { index: 1, user_data: 2 })]
+    #[case::notification_for_a_timeout(
+        vec![ZC, Kind::Plain], vec![first(1, 10), notif(1, 0), only(2, -libc::ETIME), notif(2, 0)],
+        Violation::UnannouncedNotification { index: 3, user_data: 2 })]
     #[case::copied_without_report_usage(
         vec![ZC], vec![first(1, 10), notif(1, COPIED)],
         Violation::BadNotificationResult { index: 1, user_data: 1, res: COPIED, report_usage: false })]
@@ -471,6 +570,58 @@ mod tests {
         #[case] want: Violation,
     ) {
         assert_eq!(check(&issued(&kinds), &cqes, true), Err(want));
+    }
+
+    #[test]
+    fn a_cancelled_request_keeps_the_rule_both_ways() {
+        // With F_MORE: one notification follows; without: nothing.
+        let req = issued(&[ZC, ZC]);
+        let cqes = [
+            first(1, -libc::ECANCELED),
+            only(2, -libc::ECANCELED),
+            notif(1, 0),
+        ];
+        let a = check(&req, &cqes, true).unwrap();
+        assert_eq!(a.stats.zc_without_more, 1);
+        assert_eq!(a.stats.notifications, 1);
+    }
+
+    fn member(user_data: u64, res: i32, breaks: bool) -> ChainMember {
+        ChainMember {
+            user_data,
+            res,
+            breaks,
+        }
+    }
+
+    #[test]
+    fn a_chain_after_a_failure_is_cancelled() {
+        let ok = [
+            member(1, 100, false),
+            member(2, -libc::EFAULT, true),
+            member(3, -libc::ECANCELED, true),
+            member(4, -libc::ECANCELED, true),
+        ];
+        assert_eq!(check_chain(&ok), Ok(()));
+        let healthy = [member(1, 100, false), member(2, 50, false)];
+        assert_eq!(check_chain(&healthy), Ok(()));
+    }
+
+    #[test]
+    fn a_chain_member_that_ran_after_a_failure_is_caught() {
+        let bad = [
+            member(1, -libc::EFAULT, true),
+            member(2, -libc::ECANCELED, true),
+            member(3, 100, false),
+        ];
+        assert_eq!(
+            check_chain(&bad),
+            Err(Violation::LinkNotCancelled {
+                user_data: 3,
+                res: 100,
+                failed: 1
+            })
+        );
     }
 
     /// A valid stream for `kinds`: each request's first CQE in submission order, each

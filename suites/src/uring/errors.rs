@@ -9,11 +9,12 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use harness::sockets::{self, Family, Proto, Sink};
 use harness::sys::errqueue;
-use harness::sys::uring::{Payload, SendOp, SendRequest, SqeFlags};
+use harness::sys::uring::{Dest, Payload, SendOp, SendRequest, SqeFlags};
 use harness::sys::zerocopy;
 use harness::topology::Loopback;
 use socket2::{Domain, Socket, Type};
 
+use super::probes;
 use super::support::{self, Conn};
 use crate::case::{Area, Case, Ctx};
 use crate::model::uring_notif::{show, Accepted};
@@ -45,7 +46,8 @@ pub fn cases() -> Vec<Case> {
         Case::new(
             "uring.error.unknown_flag",
             Area::Uring,
-            "unknown ioprio bits (1<<7, 1<<15) on SEND_ZC are refused with EINVAL",
+            "unknown ioprio bits (1<<7, 1<<15, all 16 bits) on SEND_ZC are refused with EINVAL, \
+             a notification iff F_MORE (send-zerocopy.c test_send_faults)",
             support::requires(Some(Path::Loopback), &[]),
             unknown_flag,
         ),
@@ -56,6 +58,40 @@ pub fn cases() -> Vec<Case> {
              gives EFAULT, while an index in range sends",
             support::requires(Some(Path::Loopback), &[]),
             fixed_index,
+        ),
+        Case::new(
+            "uring.error.bad_buffer",
+            Area::Uring,
+            "a buffer address the kernel cannot read (SEND_ZC at address 1, a SENDMSG_ZC iovec \
+             at address 1) gives EFAULT, a notification iff F_MORE (send-zerocopy.c \
+             test_send_faults)",
+            support::requires(Some(Path::Loopback), &[]),
+            bad_buffer,
+        ),
+        Case::new(
+            "uring.error.bad_dest_addr",
+            Area::Uring,
+            "a destination-address pointer the kernel cannot read gives EFAULT, a \
+             notification iff F_MORE (send-zerocopy.c test_send_faults)",
+            support::requires(Some(Path::Loopback), &[]),
+            bad_dest_addr,
+        ),
+        Case::new(
+            "uring.error.null_msghdr_async",
+            Area::Uring,
+            "SENDMSG_ZC with a NULL msghdr under IOSQE_ASYNC and MSG_WAITALL completes (no \
+             hang), a notification iff F_MORE (send-zerocopy.c test_invalid_zc)",
+            support::requires(Some(Path::Loopback), &[probes::SENDMSG_ZC]),
+            null_msghdr_async,
+        ),
+        Case::new(
+            "uring.error.fixed_range",
+            Area::Uring,
+            "SENDMSG_ZC from a registered buffer with an iovec outside the registration (one \
+             byte before, one past the end, NULL, 0xffffffff) fails, eight empty iovecs give \
+             res <= 0, a notification iff F_MORE (vec-regbuf.c test_fail)",
+            support::requires(Some(Path::Loopback), &[probes::SENDMSG_ZC_FIXED]),
+            fixed_range,
         ),
         Case::new(
             "uring.error.unconnected_tcp",
@@ -160,13 +196,20 @@ fn unknown_flag(ctx: &mut Ctx) -> Result<Verdict> {
     let mut ring = support::ring()?;
     let data = support::pattern(100);
     let mut reqs = Vec::new();
-    for (i, bit) in [7u16, 15].into_iter().enumerate() {
+    for (i, bits) in [1u16 << 7, 1 << 15, u16::MAX].into_iter().enumerate() {
         let mut req = support::request(SendOp::SendZc, &data, 100, false, false, i as u64 + 1);
-        req.ioprio = 1 << bit;
+        req.ioprio = bits;
         reqs.push((&s, req));
     }
     let (acc, cqes) = support::exchange(&mut ring, &reqs, LINGER)?;
-    let summary = expect_errno(ctx, &["bit7", "bit15"], &reqs, &acc, &cqes, libc::EINVAL)?;
+    let summary = expect_errno(
+        ctx,
+        &["bit7", "bit15", "all_bits"],
+        &reqs,
+        &acc,
+        &cqes,
+        libc::EINVAL,
+    )?;
     Ok(Verdict::pass(summary))
 }
 
@@ -280,4 +323,133 @@ fn so_zerocopy_not_needed(ctx: &mut Ctx) -> Result<Verdict> {
         "{res} bytes sent and received without SO_ZEROCOPY{}",
         if o.more { ", notification posted" } else { "" }
     )))
+}
+
+/// A request over `payload` with `op`.
+fn raw_request(op: SendOp, payload: Payload, user_data: u64) -> SendRequest {
+    SendRequest::new(op, payload, user_data)
+}
+
+fn bad_buffer(ctx: &mut Ctx) -> Result<Verdict> {
+    let (_lo, s, _sink) = udp_lo()?;
+    let mut ring = support::ring()?;
+    let bad = Payload::Raw { addr: 1, len: 100 };
+    let mut labels = vec!["send_zc"];
+    let mut reqs = vec![(&s, raw_request(SendOp::SendZc, bad.clone(), 1))];
+    if support::has_sendmsg_zc() {
+        labels.push("sendmsg_zc");
+        reqs.push((&s, raw_request(SendOp::SendMsgZc, bad, 2)));
+    }
+    let (acc, cqes) = support::exchange(&mut ring, &reqs, LINGER)?;
+    let summary = expect_errno(ctx, &labels, &reqs, &acc, &cqes, libc::EFAULT)?;
+    Ok(Verdict::pass(summary))
+}
+
+fn bad_dest_addr(ctx: &mut Ctx) -> Result<Verdict> {
+    let (_lo, s, _sink) = udp_lo()?;
+    let mut ring = support::ring()?;
+    let data = support::pattern(100);
+    let bad = Dest::Raw {
+        addr: 1,
+        len: std::mem::size_of::<libc::sockaddr_in6>() as u32,
+    };
+    let mut labels = vec!["send_zc"];
+    let mut req = support::request(SendOp::SendZc, &data, 100, false, false, 1);
+    req.dest = bad.clone();
+    let mut reqs = vec![(&s, req)];
+    if support::has_sendmsg_zc() {
+        labels.push("sendmsg_zc");
+        let mut req = support::request(SendOp::SendMsgZc, &data, 100, false, false, 2);
+        req.dest = bad;
+        reqs.push((&s, req));
+    }
+    let (acc, cqes) = support::exchange(&mut ring, &reqs, LINGER)?;
+    let summary = expect_errno(ctx, &labels, &reqs, &acc, &cqes, libc::EFAULT)?;
+    Ok(Verdict::pass(summary))
+}
+
+fn null_msghdr_async(ctx: &mut Ctx) -> Result<Verdict> {
+    let lo = Loopback::new(None)?;
+    let conn = Conn {
+        proto: Proto::Tcp,
+        family: Family::V4,
+    };
+    let (s, r) = support::connect(&lo, conn)?;
+    let _sink = Sink::start(r, false)?;
+    let mut ring = support::ring()?;
+    let data = support::pattern(1);
+    let mut req = support::request(SendOp::SendMsgZc, &data, 1, false, false, 1);
+    req.null_msghdr = true;
+    req.msg_flags |= libc::MSG_WAITALL;
+    req.sqe_flags |= SqeFlags::ASYNC;
+    let reqs = vec![(&s, req)];
+    // The protocol check inside `exchange` is the promise: one completion, and a
+    // notification iff it carried F_MORE; a hang would be a missing completion.
+    let (acc, _cqes) = support::exchange(&mut ring, &reqs, LINGER)?;
+    let o = acc.outcomes[&1];
+    let res = o.res.expect("complete stream");
+    ctx.observe("res", support::show_res(res));
+    ctx.observe("f_more", o.more);
+    Ok(Verdict::pass(format!(
+        "completed with {}{}",
+        support::show_res(res),
+        if o.more {
+            ", then its notification"
+        } else {
+            ", no F_MORE, nothing after"
+        }
+    )))
+}
+
+fn fixed_range(ctx: &mut Ctx) -> Result<Verdict> {
+    let (_lo, s, _sink) = udp_lo()?;
+    let mut ring = support::ring()?;
+    ring.register_buffers(&[8 * 4096])?;
+    let (base, size) = ring.fixed_range(0).context("the registered buffer")?;
+    let cases: Vec<(&str, Vec<(usize, usize)>)> = vec![
+        ("underflow", vec![(base - 1, 1)]),
+        ("overflow", vec![(base + size, 1)]),
+        ("null", vec![(0, 1)]),
+        ("all_ones", vec![(0xffff_ffff, 1)]),
+        ("empty_iovecs", vec![(base, 0); 8]),
+    ];
+    let reqs: Vec<(&Socket, SendRequest)> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, (_, iovecs))| {
+            (
+                &s,
+                SendRequest::new(
+                    SendOp::SendMsgZc,
+                    Payload::FixedAt {
+                        index: 0,
+                        iovecs: iovecs.clone(),
+                    },
+                    i as u64 + 1,
+                ),
+            )
+        })
+        .collect();
+    let (acc, cqes) = support::exchange(&mut ring, &reqs, LINGER)?;
+    let mut seen = Vec::new();
+    for (i, (label, _)) in cases.iter().enumerate() {
+        let o = acc.outcomes[&(i as u64 + 1)];
+        let res = o.res.expect("complete stream");
+        let ok = if *label == "empty_iovecs" {
+            res <= 0
+        } else {
+            res < 0
+        };
+        expect(ok, || {
+            format!(
+                "{label}: completed with {} (CQEs: {})",
+                support::show_res(res),
+                show(&cqes)
+            )
+        })?;
+        ctx.observe(format!("{label}.res"), support::show_res(res));
+        ctx.observe(format!("{label}.f_more"), o.more);
+        seen.push(format!("{label}: {}", support::show_res(res)));
+    }
+    Ok(Verdict::pass(seen.join("; ")))
 }

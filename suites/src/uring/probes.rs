@@ -8,8 +8,8 @@ use std::os::fd::AsFd;
 use std::time::Duration;
 
 use harness::sys::uring::{
-    Payload, Ring, SendOp, SendRequest, SetupBlockers, OP_SENDMSG_ZC, OP_SEND_ZC,
-    SEND_ZC_REPORT_USAGE,
+    Mapping, Payload, Ring, RingKind, SendOp, SendRequest, SetupBlockers, OP_SENDMSG_ZC,
+    OP_SEND_ZC, SEND_ZC_REPORT_USAGE,
 };
 use socket2::{Domain, Socket, Type};
 
@@ -41,6 +41,139 @@ pub const REPORT_USAGE: Requirement = Requirement {
     name: "io_uring.report_usage",
     probe: report_usage,
 };
+
+/// `IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN` rings (6.1).
+pub const DEFER_TASKRUN: Requirement = Requirement {
+    name: "io_uring.defer_taskrun",
+    probe: || ring_kind(RingKind::DeferTaskrun),
+};
+
+/// `IORING_SETUP_SQPOLL` rings, where the environment allows a polling thread.
+pub const SQPOLL: Requirement = Requirement {
+    name: "io_uring.sqpoll",
+    probe: || ring_kind(RingKind::Sqpoll),
+};
+
+/// `IORING_SEND_VECTORIZED` (6.17) is accepted on `SEND_ZC`.
+pub const SEND_VECTORIZED: Requirement = Requirement {
+    name: "io_uring.send_vectorized",
+    probe: || {
+        flag_probe(
+            "SEND_ZC with IORING_SEND_VECTORIZED",
+            SendOp::SendZc,
+            Payload::Vectored {
+                data: vec![0u8; 2].into(),
+                segments: vec![(0, 1), (1, 1)],
+            },
+        )
+    },
+};
+
+/// `SENDMSG_ZC` with `IORING_RECVSEND_FIXED_BUF` (registered buffers imported through an
+/// iovec array, 6.15).
+pub const SENDMSG_ZC_FIXED: Requirement = Requirement {
+    name: "io_uring.sendmsg_zc_fixed",
+    probe: || match opcode(OP_SENDMSG_ZC, "IORING_OP_SENDMSG_ZC") {
+        Answer::Present(_) => flag_probe(
+            "SENDMSG_ZC with IORING_RECVSEND_FIXED_BUF",
+            SendOp::SendMsgZc,
+            Payload::FixedVectored {
+                index: 0,
+                segments: vec![(0, 1)],
+            },
+        ),
+        other => other,
+    },
+};
+
+/// Environment: a 2 MiB hugetlb page can be mapped (`vm.nr_hugepages` > 0).
+pub const HUGETLB: Requirement = Requirement {
+    name: "env.hugetlb",
+    probe: || match Mapping::new(2 << 20, true) {
+        Ok(_) => Answer::Present("mmap(MAP_HUGETLB, 2 MiB) succeeded".into()),
+        Err(e) => Answer::Blocked(format!(
+            "mmap(MAP_HUGETLB, 2 MiB): {} (no huge pages reserved: vm.nr_hugepages is {})",
+            crate::probes::io_errno(&e),
+            std::fs::read_to_string("/proc/sys/vm/nr_hugepages")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|_| "unknown".into())
+        )),
+    },
+};
+
+/// Whether a ring of `kind` can be created: EINVAL means the kernel lacks the setup flags,
+/// anything else (EPERM for SQPOLL) that the environment refuses it.
+pub fn ring_kind(kind: RingKind) -> Answer {
+    if let Err(a) = ring() {
+        return a;
+    }
+    match Ring::with_kind(8, kind) {
+        Ok(_) => Answer::Present(format!("io_uring_setup with the {} flags: ok", kind.tag())),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Answer::Absent(format!(
+            "io_uring_setup with the {} flags: EINVAL (flags unknown to this kernel)",
+            kind.tag()
+        )),
+        Err(e) => Answer::Blocked(format!(
+            "io_uring_setup with the {} flags: {}",
+            kind.tag(),
+            crate::probes::io_errno(&e)
+        )),
+    }
+}
+
+/// Sends `payload` with `op` from an unconnected UDP socket: a kernel that accepts the form
+/// fails the send itself (EDESTADDRREQ, nothing leaves the host); one that does not refuses
+/// it with EINVAL.
+fn flag_probe(what: &str, op: SendOp, payload: Payload) -> Answer {
+    match opcode(OP_SEND_ZC, "IORING_OP_SEND_ZC") {
+        Answer::Present(_) => {}
+        other => return other,
+    }
+    let mut ring = match ring() {
+        Ok(r) => r,
+        Err(a) => return a,
+    };
+    if payload.is_fixed() {
+        if let Err(e) = ring.register_buffers(&[4096]) {
+            return Answer::Blocked(format!("cannot register a buffer: {e}"));
+        }
+    }
+    let sock = match Socket::new(Domain::IPV4, Type::DGRAM, None) {
+        Ok(s) => s,
+        Err(e) => return Answer::Blocked(format!("cannot create a UDP socket: {e}")),
+    };
+    let req = SendRequest::new(op, payload, 1);
+    if let Err(e) = ring.push(sock.as_fd(), &req) {
+        return Answer::Blocked(format!("cannot queue the request: {e}"));
+    }
+    let cqes = match ring.wait(Duration::from_secs(2), |c| {
+        crate::model::uring_notif::owed(
+            &[crate::model::uring_notif::Issued {
+                user_data: 1,
+                kind: crate::model::uring_notif::Kind::ZeroCopy {
+                    report_usage: false,
+                },
+            }],
+            c,
+        ) == 0
+    }) {
+        Ok(c) => c,
+        Err(e) => return Answer::Blocked(format!("waiting for the completion: {e}")),
+    };
+    let Some(first) = cqes.iter().find(|c| !c.notif()) else {
+        return Answer::Blocked("no completion within 2 s".into());
+    };
+    let errno = match -first.res {
+        libc::EDESTADDRREQ => "EDESTADDRREQ (89)".to_string(),
+        e => errno_name(e),
+    };
+    let what = format!("{what} on an unconnected UDP socket: {errno}");
+    if first.res == -libc::EINVAL {
+        Answer::Absent(format!("{what} (refused)"))
+    } else {
+        Answer::Present(format!("{what} (accepted)"))
+    }
+}
 
 /// A ring, or the answer that explains why there is none.
 pub fn ring() -> Result<Ring, Answer> {

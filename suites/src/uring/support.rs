@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use harness::sockets::{self, Family, Proto};
-use harness::sys::uring::{Cqe, Payload, Ring, SendOp, SendRequest, SEND_ZC_REPORT_USAGE};
+use harness::sys::uring::{
+    AuxOp, Cqe, Payload, Ring, SendOp, SendRequest, Sqe, SqeFlags, SEND_ZC_REPORT_USAGE,
+};
 use harness::topology::Topology;
 use socket2::Socket;
 
@@ -37,7 +39,17 @@ pub fn requires(path: Option<Path>, extra: &[Requirement]) -> Vec<Requirement> {
 
 /// A ring for a case body (the probes already said rings work).
 pub fn ring() -> Result<Ring> {
-    probes::ring().map_err(|a| anyhow::anyhow!("io_uring_setup failed: {}", a.detail()))
+    Ring::new(64).context("io_uring_setup")
+}
+
+/// A ring of `kind` for a case body (its probe already said such rings work).
+pub fn ring_of(kind: harness::sys::uring::RingKind, entries: u32) -> Result<Ring> {
+    Ring::with_kind(entries, kind).with_context(|| format!("io_uring_setup ({})", kind.tag()))
+}
+
+/// Whether `req`'s probe answered present.
+pub fn offered(req: Requirement) -> bool {
+    matches!(req.answer(), crate::probes::Answer::Present(_))
 }
 
 /// Whether this kernel has `SENDMSG_ZC` (cases that could use it run without it otherwise).
@@ -158,6 +170,32 @@ pub fn issued(req: &SendRequest) -> Issued {
     }
 }
 
+/// One entry of a batch: a send on a socket, or a request that is not a send.
+pub enum Item<'a> {
+    Send(&'a Socket, SendRequest),
+    Aux(AuxOp, SqeFlags, u64),
+}
+
+impl Item<'_> {
+    fn issued(&self) -> Issued {
+        match self {
+            Item::Send(_, r) => issued(r),
+            Item::Aux(_, _, ud) => Issued {
+                user_data: *ud,
+                kind: Kind::Plain,
+            },
+        }
+    }
+
+    /// The send request, if this is one.
+    pub fn request(&self) -> Option<&SendRequest> {
+        match self {
+            Item::Send(_, r) => Some(r),
+            Item::Aux(..) => None,
+        }
+    }
+}
+
 /// Submits `reqs` (each on its socket), waits until the kernel owes nothing or
 /// [`COMPLETION_WAIT`] passes, then `linger`s for CQEs that should not come, and checks
 /// the whole stream as complete. A protocol violation is a `fail` with the stream as
@@ -167,10 +205,30 @@ pub fn exchange(
     reqs: &[(&Socket, SendRequest)],
     linger: Duration,
 ) -> Result<(Accepted, Vec<Cqe>)> {
-    let issued: Vec<Issued> = reqs.iter().map(|(_, r)| issued(r)).collect();
-    for (sock, req) in reqs {
-        ring.push(sock.as_fd(), req).context("queueing a send")?;
-    }
+    let items: Vec<Item<'_>> = reqs.iter().map(|(s, r)| Item::Send(s, r.clone())).collect();
+    exchange_items(ring, &items, linger, |_| {})
+}
+
+/// [`exchange`] for a batch of sends and other requests, all made visible to the kernel at
+/// once (so chains stay whole). `after_submit` runs right after the batch was submitted
+/// (to overwrite what the kernel must already have copied).
+pub fn exchange_items(
+    ring: &mut Ring,
+    items: &[Item<'_>],
+    linger: Duration,
+    after_submit: impl FnOnce(&mut Ring),
+) -> Result<(Accepted, Vec<Cqe>)> {
+    let issued: Vec<Issued> = items.iter().map(Item::issued).collect();
+    let sqes: Vec<Sqe<'_>> = items
+        .iter()
+        .map(|i| match i {
+            Item::Send(s, r) => Sqe::Send(s.as_fd(), r),
+            Item::Aux(op, f, ud) => Sqe::Aux(*op, *f, *ud),
+        })
+        .collect();
+    ring.push_all(&sqes).context("queueing requests")?;
+    ring.submit().context("io_uring_enter (submit)")?;
+    after_submit(ring);
     let mut cqes = ring
         .wait(COMPLETION_WAIT, |got| uring_notif::owed(&issued, got) == 0)
         .context("waiting for completions")?;
@@ -182,7 +240,7 @@ pub fn exchange(
             v.to_string(),
             format!(
                 "requests: {}\nCQEs: {}",
-                describe(reqs.iter().map(|(_, r)| r)),
+                describe(items.iter().filter_map(Item::request)),
                 uring_notif::show(&cqes)
             ),
         )
@@ -217,9 +275,12 @@ pub fn describe<'a>(reqs: impl Iterator<Item = &'a SendRequest>) -> String {
 
 /// `res` as a report shows it: a byte count or an errno name.
 pub fn show_res(res: i32) -> String {
-    if res < 0 {
-        errno_name(-res)
-    } else {
-        res.to_string()
+    // The errnos io_uring adds to the shared table's.
+    match -res {
+        libc::ECANCELED => "ECANCELED (125)".into(),
+        libc::ETIME => "ETIME (62)".into(),
+        libc::EDESTADDRREQ => "EDESTADDRREQ (89)".into(),
+        e if e > 0 => errno_name(e),
+        _ => res.to_string(),
     }
 }

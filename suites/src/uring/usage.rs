@@ -47,6 +47,15 @@ pub fn cases() -> Vec<Case> {
         zerocopy_deadend,
     ));
     cases.push(Case::new(
+        "uring.usage.paths",
+        Area::Uring,
+        "REPORT_USAGE on the rest of the COPIED truth table's paths (veth with SG off, \
+         forwarded, forwarded into a dead link, dead end with SG off): every request gets \
+         its notification; what it reports is recorded per path",
+        support::requires(Some(Path::Pair), &[REPORT_USAGE]),
+        usage_paths,
+    ));
+    cases.push(Case::new(
         "uring.zero_length.tcp4.lo",
         Area::Uring,
         "a zero-length SEND_ZC completes with res 0 and keeps the protocol; whether a \
@@ -69,7 +78,11 @@ fn ways() -> Vec<(&'static str, SendOp, bool)> {
 
 /// Sends one REPORT_USAGE request per (connection, way) and returns `(label, copied)` for
 /// each, failing when a request produced no notification to carry the usage.
-fn usage_of(ctx: &mut Ctx, senders: &[(String, &Socket, usize)]) -> Result<Vec<(String, bool)>> {
+fn usage_of(
+    ctx: &mut Ctx,
+    key: &str,
+    senders: &[(String, &Socket, usize)],
+) -> Result<Vec<(String, bool)>> {
     let mut ring = support::ring()?;
     ring.register_buffers(&[64 * 1024])?;
     let data = support::pattern(64 * 1024);
@@ -114,7 +127,7 @@ fn usage_of(ctx: &mut Ctx, senders: &[(String, &Socket, usize)]) -> Result<Vec<(
         out.push((label, copied));
     }
     ctx.observe(
-        "usage",
+        key,
         out.iter()
             .map(|(l, c)| (l.clone(), if *c { "copied" } else { "zero-copy" }))
             .collect::<std::collections::BTreeMap<_, _>>(),
@@ -138,7 +151,7 @@ fn copied(ctx: &mut Ctx, path: Path) -> Result<Verdict> {
         .iter()
         .map(|(c, s, _, len)| (c.to_string(), s, *len))
         .collect();
-    let usage = usage_of(ctx, &senders)?;
+    let usage = usage_of(ctx, "usage", &senders)?;
     let not_copied: Vec<&str> = usage
         .iter()
         .filter(|(_, c)| !c)
@@ -172,7 +185,7 @@ fn zerocopy_deadend(ctx: &mut Ctx) -> Result<Verdict> {
     }
     let senders: Vec<(String, &Socket, usize)> =
         socks.iter().map(|(l, s)| (l.clone(), s, 1000)).collect();
-    let usage = usage_of(ctx, &senders)?;
+    let usage = usage_of(ctx, "usage", &senders)?;
     let copied: Vec<&str> = usage
         .iter()
         .filter(|(_, c)| *c)
@@ -268,5 +281,53 @@ fn zero_length(ctx: &mut Ctx) -> Result<Verdict> {
         } else {
             "posted none"
         }
+    )))
+}
+
+/// The truth table's other paths: what REPORT_USAGE says is recorded, not asserted (with SG
+/// off, GSO copies without marking the request, OBSERVED-6.18 F; forwarding keeps zero-copy
+/// from 6.17 on).
+fn usage_paths(ctx: &mut Ctx) -> Result<Verdict> {
+    let mut table = std::collections::BTreeMap::new();
+    for path in [
+        Path::PairSgOff,
+        Path::Forward,
+        Path::ForwardDead,
+        Path::DeadEndSgOff,
+    ] {
+        let topo = path.topology()?;
+        let mut socks: Vec<(String, Socket, Option<Sink>, usize)> = Vec::new();
+        if path.delivers() {
+            for conn in [Conn::ALL[0], Conn::ALL[2]] {
+                let (s, r) = support::connect(topo.as_ref(), conn)?;
+                let len = if conn.proto == Proto::Tcp {
+                    64 * 1024
+                } else {
+                    1000
+                };
+                socks.push((conn.to_string(), s, Some(Sink::start(r, false)?), len));
+            }
+        } else {
+            let to = std::net::SocketAddr::new(topo.receiver().ip(Family::V4), 9);
+            let s = sockets::udp_to(&topo.sender().ns, to)?;
+            socks.push(("udp4".into(), s, None, 1000));
+        }
+        let senders: Vec<(String, &Socket, usize)> = socks
+            .iter()
+            .map(|(l, s, _, len)| (format!("{l}.{}", path.tag()), s, *len))
+            .collect();
+        for (label, copied) in usage_of(ctx, &format!("usage.{}", path.tag()), &senders)? {
+            table.insert(label, if copied { "copied" } else { "zero-copy" });
+        }
+        for (_, s, sink, _) in socks {
+            drop(s);
+            if let Some(sink) = sink {
+                sink.finish()?;
+            }
+        }
+    }
+    Ok(Verdict::pass(format!(
+        "{} requests on 4 paths, each with its notification",
+        table.len()
     )))
 }
