@@ -4,10 +4,12 @@
 pub mod creds;
 pub mod errqueue;
 pub mod genl;
+pub mod mmsg;
 pub mod sendfile;
 pub mod socket_mmap;
 pub mod sockopt;
 pub mod tcp_zc_receive;
+pub mod tun;
 pub mod uring;
 pub mod zcrx;
 pub mod zerocopy;

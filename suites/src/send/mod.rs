@@ -27,14 +27,25 @@
 //! shutdown (`send.ids.*`), the limits (`send.optmem.*`, `send.memlock.*`), resets and aborts,
 //! and the truth table of the COPIED code over five kinds of path.
 
+mod closed;
 mod coalescing;
 mod copied;
+mod cork;
 mod counter;
 mod events;
 pub mod flow;
 mod format;
+mod gso;
+mod integrity;
 mod limits;
+mod mapped;
+mod merge;
+mod mmsg;
+mod netem;
 mod opt_in;
+mod reuse;
+mod tap;
+mod wire;
 
 use crate::case::Case;
 
@@ -47,5 +58,15 @@ pub fn cases() -> Vec<Case> {
     cases.extend(limits::cases());
     cases.extend(events::cases());
     cases.extend(coalescing::cases());
+    cases.extend(mapped::cases());
+    cases.extend(integrity::cases());
+    cases.extend(reuse::cases());
+    cases.extend(mmsg::cases());
+    cases.extend(gso::cases());
+    cases.extend(cork::cases());
+    cases.extend(closed::cases());
+    cases.extend(merge::cases());
+    cases.extend(netem::cases());
+    cases.extend(tap::cases());
     cases
 }
