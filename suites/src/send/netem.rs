@@ -5,7 +5,8 @@
 //!   drops 5% of packets, delays the rest by 1 ms and sends 25% ahead of the delayed ones;
 //!   the route's minimum RTO is 10 ms so retransmissions come fast. Every id is reported
 //!   exactly once and the stream arrives intact. Whether notifications came out of order,
-//!   how many there were, and whether TCP retransmitted, are recorded (timing facts).
+//!   how many there were, how long after the last send the last one came, and how often TCP
+//!   retransmitted, are recorded (timing facts).
 //! * `send.netem.udp.pair`: sixty datagrams through the same link. Every id is reported
 //!   exactly once, for the datagrams netem dropped too; every datagram that arrives is
 //!   whole and exact (losses allowed). Loss, reordering and notification order recorded.
@@ -110,38 +111,43 @@ fn impaired(ctx: &mut Ctx, proto: Proto) -> Result<Verdict> {
             LINK.tc_command("zc-a")
         );
         let mut entries = Vec::new();
-        let (retrans, tally) = match proto {
+        let mut last_send = std::time::Instant::now();
+        let (retrans, tally, settled) = match proto {
             Proto::Tcp => {
                 let reader = StreamCollector::start(receiver);
                 for b in &bufs {
                     zc_send(&sender, b, false).context("zero-copy send")?;
+                    last_send = std::time::Instant::now();
                     entries.extend(errqueue::drain(fd)?);
                 }
                 let (more, _) = errqueue::collect_until(fd, Duration::from_secs(5), |got| {
                     covered(&entries) + covered(got) >= count as u64
                 })?;
                 entries.extend(more);
+                let settled = last_send.elapsed();
                 let retrans = total_retrans(fd)?;
                 sender.shutdown(std::net::Shutdown::Write)?;
                 let got = reader.finish()?;
                 wire::check_stream(&bufs.concat(), &got).map_err(|m| fail_with(m, what.clone()))?;
-                (Some(retrans), None)
+                (Some(retrans), None, settled)
             }
             Proto::Udp => {
                 let reader =
                     DatagramReader::start(receiver, count as usize, Duration::from_millis(500))?;
                 for b in &bufs {
                     zc_send(&sender, b, false).context("zero-copy send")?;
+                    last_send = std::time::Instant::now();
                     entries.extend(errqueue::drain(fd)?);
                 }
                 let (more, _) = errqueue::collect_until(fd, Duration::from_secs(3), |got| {
                     covered(&entries) + covered(got) >= count as u64
                 })?;
                 entries.extend(more);
+                let settled = last_send.elapsed();
                 let got = reader.finish()?;
                 let tally = wire::check_datagrams(&bufs, &got, true)
                     .map_err(|m| fail_with(m, what.clone()))?;
-                (None, Some(tally))
+                (None, Some(tally), settled)
             }
         };
         let comps = mapped::judged(family, &entries)?;
@@ -152,6 +158,7 @@ fn impaired(ctx: &mut Ctx, proto: Proto) -> Result<Verdict> {
             "notifications": stats.notifications,
             "out_of_order": stats.out_of_order,
             "tcp_retransmissions": retrans,
+            "last_notification_after_last_send_ms": settled.as_millis() as u64,
             "datagrams": tally,
         }));
     }
