@@ -10,6 +10,9 @@
 //! * `send.netem.udp.pair`: sixty datagrams through the same link. Every id is reported
 //!   exactly once, for the datagrams netem dropped too; every datagram that arrives is
 //!   whole and exact (losses allowed). Loss, reordering and notification order recorded.
+//!
+//! Sends that fail with ENOBUFS while delayed packets hold the socket's option memory
+//! (msg_zerocopy.rst) take no id; they are retried once completions came, and counted.
 
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Duration;
@@ -86,6 +89,31 @@ fn total_retrans(fd: BorrowedFd<'_>) -> Result<u32> {
     ))
 }
 
+/// A zero-copy send of `b`, then a drain of the error queue into `entries`. While the
+/// delayed sends hold the socket's option memory, a send may fail with ENOBUFS (no id
+/// taken, msg_zerocopy.rst): then wait for completions and retry. Returns the retries.
+fn send_retrying(
+    sender: &socket2::Socket,
+    b: &[u8],
+    entries: &mut Vec<harness::sys::errqueue::ErrQueueEntry>,
+) -> Result<u32> {
+    let fd = sender.as_fd();
+    for retries in 0..200 {
+        match zc_send(sender, b, false) {
+            Ok(_) => {
+                entries.extend(errqueue::drain(fd)?);
+                return Ok(retries);
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                errqueue::wait_err(fd, Duration::from_millis(20))?;
+                entries.extend(errqueue::drain(fd)?);
+            }
+            Err(e) => return Err(e).context("zero-copy send"),
+        }
+    }
+    anyhow::bail!("a zero-copy send still failed with ENOBUFS after 200 waits for completions")
+}
+
 fn impaired(ctx: &mut Ctx, proto: Proto) -> Result<Verdict> {
     if proto == Proto::Udp {
         pin_to_one_cpu()?;
@@ -112,13 +140,13 @@ fn impaired(ctx: &mut Ctx, proto: Proto) -> Result<Verdict> {
         );
         let mut entries = Vec::new();
         let mut last_send = std::time::Instant::now();
+        let mut enobufs = 0u32;
         let (retrans, tally, settled) = match proto {
             Proto::Tcp => {
                 let reader = StreamCollector::start(receiver);
                 for b in &bufs {
-                    zc_send(&sender, b, false).context("zero-copy send")?;
+                    enobufs += send_retrying(&sender, b, &mut entries)?;
                     last_send = std::time::Instant::now();
-                    entries.extend(errqueue::drain(fd)?);
                 }
                 let (more, _) = errqueue::collect_until(fd, Duration::from_secs(5), |got| {
                     covered(&entries) + covered(got) >= count as u64
@@ -135,9 +163,8 @@ fn impaired(ctx: &mut Ctx, proto: Proto) -> Result<Verdict> {
                 let reader =
                     DatagramReader::start(receiver, count as usize, Duration::from_millis(500))?;
                 for b in &bufs {
-                    zc_send(&sender, b, false).context("zero-copy send")?;
+                    enobufs += send_retrying(&sender, b, &mut entries)?;
                     last_send = std::time::Instant::now();
-                    entries.extend(errqueue::drain(fd)?);
                 }
                 let (more, _) = errqueue::collect_until(fd, Duration::from_secs(3), |got| {
                     covered(&entries) + covered(got) >= count as u64
@@ -158,6 +185,7 @@ fn impaired(ctx: &mut Ctx, proto: Proto) -> Result<Verdict> {
             "notifications": stats.notifications,
             "out_of_order": stats.out_of_order,
             "tcp_retransmissions": retrans,
+            "enobufs_retries": enobufs,
             "last_notification_after_last_send_ms": settled.as_millis() as u64,
             "datagrams": tally,
         }));
