@@ -9,15 +9,24 @@
 //! a `recvmsg` one; together they cover the ids exactly once, and the receiver gets exactly
 //! the datagrams the kernel took. What SO_ERROR says after the partial batch, and how many
 //! messages each recvmmsg returned, are recorded.
+//!
+//! Consecutive completions merge into one queued notification, so to give recvmmsg several
+//! messages at once an unconnected socket with IP_RECVERR sends a zero-copy datagram, a
+//! copied one to a closed port (its ICMP error is queued between), and a second zero-copy
+//! one. One recvmmsg call then reads the queue: the two completions must cover ids 0 and 1
+//! once each; how many messages that call returned, and in what order the kinds came, are
+//! recorded.
 
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use harness::sockets::{Family, Proto};
+use harness::sockets::{self, Family, Proto};
+use harness::sys::errqueue::SO_EE_ORIGIN_ZEROCOPY;
 use harness::sys::errqueue::{self, ErrQueueEntry};
 use harness::sys::mmsg;
 use harness::sys::zerocopy::MSG_ZEROCOPY;
+use harness::sys::{sockopt, zerocopy};
 use harness::topology::{Pair, PairConfig};
 use socket2::Socket;
 
@@ -27,7 +36,7 @@ use super::wire::{self, DatagramReader};
 use crate::case::{Area, Case, Ctx};
 use crate::model::completions::{check, IdWindow};
 use crate::outcome::{expect, fail_with, Verdict};
-use crate::probes::{errno_name, NET_ADMIN, VETH};
+use crate::probes::{errno_name, io_errno, NET_ADMIN, VETH};
 
 pub fn cases() -> Vec<Case> {
     vec![Case::new(
@@ -55,6 +64,78 @@ pub fn read_with_recvmmsg(sock: &Socket, ids: u64) -> Result<(Vec<ErrQueueEntry>
         }
     }
     Ok((entries, batches))
+}
+
+/// Zero-copy, ICMP error, zero-copy in the queue, read with one recvmmsg. Returns how many
+/// messages that call returned and the kinds read, in order.
+fn mixed_queue(pair: &Pair, family: Family, seed: u64) -> Result<(usize, Vec<String>)> {
+    let r = &pair.b;
+    let receiver = sockets::socket_in(&r.ns, family, Proto::Udp)?;
+    receiver.bind(&std::net::SocketAddr::new(r.ip(family), 0).into())?;
+    let open = sockets::local_addr(&receiver)?;
+    let closed = {
+        let gone = sockets::socket_in(&r.ns, family, Proto::Udp)?;
+        gone.bind(&std::net::SocketAddr::new(r.ip(family), 0).into())?;
+        sockets::local_addr(&gone)?
+    };
+    let sender = sockets::socket_in(&pair.a.ns, family, Proto::Udp)?;
+    let fd = sender.as_fd();
+    zerocopy::set_so_zerocopy(fd, true)?;
+    let (level, name) = match family {
+        Family::V4 => (libc::SOL_IP, libc::IP_RECVERR),
+        Family::V6 => (libc::SOL_IPV6, libc::IPV6_RECVERR),
+    };
+    sockopt::set_int(fd, level, name, 1).context("IP_RECVERR on")?;
+    let reader = DatagramReader::start(receiver, 2, Duration::from_secs(1))?;
+    let flags = MSG_ZEROCOPY | libc::MSG_NOSIGNAL;
+    let settle = || std::thread::sleep(Duration::from_millis(30));
+    let sends = [
+        (wire::payload(seed, 10, 300), open, flags),
+        (wire::payload(seed, 11, 300), closed, libc::MSG_NOSIGNAL),
+        (wire::payload(seed, 12, 300), open, flags),
+    ];
+    let mut kinds_sent = Vec::new();
+    for (data, to, f) in &sends {
+        let mut r = sender.send_to_with_flags(data, &(*to).into(), *f);
+        if let Err(e) = &r {
+            // The ICMP error also sets the socket's pending error, which the next send
+            // reports once (and clears); it is not the send's own failure.
+            kinds_sent.push(format!("sendto answered {} once", io_errno(e)));
+            r = sender.send_to_with_flags(data, &(*to).into(), *f);
+        }
+        r.with_context(|| format!("sendto {to}"))?;
+        settle();
+    }
+    let first = mmsg::recvmmsg_errqueue(fd, 8).context("recvmmsg(MSG_ERRQUEUE)")?;
+    let in_one_call = first.len();
+    let mut all = first;
+    all.extend(errqueue::drain(fd)?);
+    let kinds = kinds_sent
+        .into_iter()
+        .chain(all.iter().map(|e| match e.ee {
+            Some(ee) if ee.origin == SO_EE_ORIGIN_ZEROCOPY => {
+                format!("zerocopy [{},{}]", ee.info, ee.data)
+            }
+            Some(ee) => format!("origin {} {}", ee.origin, errno_name(ee.errno as i32)),
+            None => format!("no extended error, flags {:#x}", e.msg_flags),
+        }))
+        .collect::<Vec<_>>();
+    let zc: Vec<ErrQueueEntry> = all
+        .iter()
+        .filter(|e| e.ee.is_some_and(|ee| ee.origin == SO_EE_ORIGIN_ZEROCOPY))
+        .copied()
+        .collect();
+    let comps = mapped::judged(family, &zc)?;
+    check(IdWindow::new(0, 2), &comps, true).map_err(|v| {
+        fail_with(
+            format!("{family:?}: two zero-copy datagrams around an ICMP error: {v}"),
+            kinds.join("; "),
+        )
+    })?;
+    let got = reader.finish()?;
+    wire::check_datagrams(&[sends[0].0.clone(), sends[2].0.clone()], &got, false)
+        .map_err(|m| fail_with(m, format!("{family:?}: datagrams sent with sendto")))?;
+    Ok((in_one_call, kinds))
 }
 
 fn sendmmsg_case(ctx: &mut Ctx) -> Result<Verdict> {
@@ -111,6 +192,11 @@ fn sendmmsg_case(ctx: &mut Ctx) -> Result<Verdict> {
         ctx.observe_timing(
             format!("recvmmsg_batches_{family:?}").to_lowercase(),
             &batches,
+        );
+        let (in_one_call, kinds) = mixed_queue(&pair, family, ctx.seed)?;
+        ctx.observe_timing(
+            format!("recvmmsg_mixed_{family:?}").to_lowercase(),
+            serde_json::json!({ "messages_in_one_call": in_one_call, "kinds": kinds }),
         );
     }
     ctx.observe("after_partial_batch", &facts);
