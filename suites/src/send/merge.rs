@@ -3,11 +3,13 @@
 //! protocols that acknowledge data in-order, like TCP, ... no more than one notification is
 //! outstanding at any one point").
 //!
-//! * `send.outstanding.tcp`, on loopback and a veth pair, IPv4 and IPv6: eight zero-copy
+//! `send.outstanding` runs both:
+//!
+//! * TCP, on loopback and a veth pair, IPv4 and IPv6: eight zero-copy
 //!   sends, all acknowledged (TCP_INFO's unacked count back at 0) with nothing lost or
 //!   reordered, and nothing read from the error queue: the queue then holds exactly one
 //!   notification, `[0, 7]`. Judged: this is the in-order case the remark describes.
-//! * `send.outstanding.udp`, the same with eight datagrams, all delivered before the queue
+//! * UDP, the same with eight datagrams, all delivered before the queue
 //!   is read: what they merged into is recorded (a deterministic fact per kernel).
 
 use std::os::fd::{AsFd, BorrowedFd};
@@ -29,24 +31,15 @@ use crate::probes::{NET_ADMIN, VETH};
 const SENDS: u32 = 8;
 
 pub fn cases() -> Vec<Case> {
-    vec![
-        Case::new(
-            "send.outstanding.tcp",
-            Area::Send,
-            "TCP, in-order acknowledgements, nothing read: at most one notification is \
-             outstanding, [0, 7] for eight sends (msg_zerocopy.rst)",
-            vec![NET_ADMIN, VETH, SO_ZEROCOPY_TCP],
-            |ctx| outstanding(ctx, Proto::Tcp),
-        ),
-        Case::new(
-            "send.outstanding.udp",
-            Area::Send,
-            "UDP, eight datagrams delivered, nothing read: what the notifications merged \
-             into (recorded)",
-            vec![NET_ADMIN, VETH, SO_ZEROCOPY_UDP],
-            |ctx| outstanding(ctx, Proto::Udp),
-        ),
-    ]
+    vec![Case::new(
+        "send.outstanding",
+        Area::Send,
+        "nothing read: TCP with in-order acknowledgements has at most one notification \
+         outstanding, [0, 7] for eight sends (msg_zerocopy.rst); what eight UDP completions \
+         merged into is recorded",
+        vec![NET_ADMIN, VETH, SO_ZEROCOPY_TCP, SO_ZEROCOPY_UDP],
+        outstanding,
+    )]
 }
 
 /// TCP_INFO's `tcpi_unacked` (offset 24 of `struct tcp_info`).
@@ -72,12 +65,17 @@ pub fn judge_one_outstanding(sends: u32, got: &[Completion]) -> Result<(), Strin
     }
 }
 
-fn outstanding(ctx: &mut Ctx, proto: Proto) -> Result<Verdict> {
+fn outstanding(ctx: &mut Ctx) -> Result<Verdict> {
     let mut seen = Vec::new();
     for path in [Path::Loopback, Path::Pair] {
         let topo = path.topology()?;
         let (s, r) = (topo.sender(), topo.receiver());
-        for (family, how) in [(Family::V4, Addressing::V4), (Family::V6, Addressing::V6)] {
+        for (proto, family, how) in [
+            (Proto::Tcp, Family::V4, Addressing::V4),
+            (Proto::Tcp, Family::V6, Addressing::V6),
+            (Proto::Udp, Family::V4, Addressing::V4),
+            (Proto::Udp, Family::V6, Addressing::V6),
+        ] {
             let (sender, receiver) = mapped::connect(&s.ns, r, proto, how)?;
             let fd = sender.as_fd();
             let buf = [0x6fu8; 1000];
@@ -113,7 +111,7 @@ fn outstanding(ctx: &mut Ctx, proto: Proto) -> Result<Verdict> {
                     mapped::judged(family, &errqueue::drain(fd)?)?
                 }
             };
-            let what = format!("{} {family:?}", path.tag());
+            let what = format!("{} {proto:?} {family:?}", path.tag());
             check(IdWindow::new(0, SENDS as u64), &got, false)
                 .map_err(|v| fail_with(format!("{what}: {v}"), show(&got)))?;
             if proto == Proto::Tcp {

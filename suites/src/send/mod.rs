@@ -16,10 +16,10 @@
 //!
 //! | reference | assertion | cases |
 //! |---|---|---|
-//! | packetdrill, every script | runs three ways: IPv4, IPv6, IPv4-mapped IPv6; cmsg SOL_IP/IP_RECVERR on the first, SOL_IPV6/IPV6_RECVERR on both AF_INET6 runs | `send.cmsg_level.*` (judged per family), `send.mapped.*`; IPv4 and IPv6 in every other case |
+//! | packetdrill, every script | runs three ways: IPv4, IPv6, IPv4-mapped IPv6; cmsg SOL_IP/IP_RECVERR on the first, SOL_IPV6/IPV6_RECVERR on both AF_INET6 runs | `send.cmsg_level.*` (judged per family), `send.mapped.pair`; IPv4 and IPv6 in every other case |
 //! | packetdrill, every script | the peer is a tun device, so every notification is COPIED | `send.tap.tun.udp4` (recorded) |
-//! | packetdrill `basic.pkt` | ids 0 then 1, one notification each | `send.format.*`, `send.opt_in.*`, `send.reuse.*` |
-//! | packetdrill `batch.pkt` | two acknowledged, unread sends are reported as one `[0,1]` | `send.outstanding.tcp` (judged, eight sends); `send.ids.*` (random reads: recorded), `send.epoll_edge.*` |
+//! | packetdrill `basic.pkt` | ids 0 then 1, one notification each | `send.format.*`, `send.opt_in.*`, `send.reuse.pair` |
+//! | packetdrill `batch.pkt` | two acknowledged, unread sends are reported as one `[0,1]` | `send.outstanding` (judged, eight sends); `send.ids.*` (random reads: recorded), `send.epoll_edge.*` |
 //! | packetdrill `client.pkt` | the connecting side sends with zero-copy | every `*.tcp*` case (the client sends) |
 //! | packetdrill `closed.pkt` | a send on a never-connected socket fails with EPIPE, takes no id, queues nothing; after connecting, id 0 | `send.closed.tcp.lo` (judged, also after shutdown), `send.counter.tcp*` |
 //! | packetdrill `epoll_edge.pkt`, `epoll_exclusive.pkt` | one EPOLLERR per completion | `send.epoll_edge.*` |
@@ -30,20 +30,20 @@
 //! | packetdrill `small.pkt` | one-byte sends take ids and are COPIED | `send.ids.*`, `send.copied.*`, `send.integrity.*` (1-byte sends) |
 //! | msg_zerocopy.c | origin ZEROCOPY, errno 0, cmsg level/type | `send.format.*` (either level on IPv6, as the test), `send.cmsg_level.*` (exact level) |
 //! | msg_zerocopy.c | MSG_CTRUNC is fatal (the notification is lost) | `send.ctrunc.*` |
-//! | msg_zerocopy.c | "gap" between notifications (a warning there) | recorded: `send.netem.*` (`out_of_order`), `send.ids.*` |
+//! | msg_zerocopy.c | "gap" between notifications (a warning there) | recorded: `send.netem.pair` (`out_of_order`), `send.ids.*` |
 //! | msg_zerocopy.c | no notification missing at the end | `send.ids.*` and every case that sends with the flag (exactly once) |
 //! | msg_zerocopy.c | COPIED consistent across notifications ("inconsistent", a warning there) | recorded: `send.copied_merge.*`; judged per cell in `send.copied.*` |
 //! | msg_zerocopy.c | a zero-length send expects no completion | `send.counter.*` (TCP judged; UDP recorded) |
 //! | msg_zerocopy.c `-c N` (UDP_CORK) | a datagram from N appends, one id per zero-copy append | `send.cork.udp.*` |
 //! | msg_zerocopy.c `-m` (cork mixed) | copied and zero-copy appends alternate, starting copied | `send.cork.udp.*` (both orders) |
-//! | msg_zerocopy.c `-r` (receiver) | each datagram has the full length and its first 64 bytes match; TCP bytes counted | `send.integrity.*` (every byte, every path), `send.mapped.*`, `send.gso.*`, `send.cork.*`, `send.sendmmsg.*` |
+//! | msg_zerocopy.c `-r` (receiver) | each datagram has the full length and its first 64 bytes match; TCP bytes counted | `send.integrity.*` (every byte, every path), `send.mapped.pair`, `send.gso.*`, `send.cork.*`, `send.sendmmsg.*` |
 //! | msg_zerocopy.c `-Z` / msg_zerocopy.sh | COPIED when received locally; not copied when forwarded out (6.17+) | `send.copied.*` (forwarded: recorded), `send.gso.*` (judged COPIED) |
 //! | msg_zerocopy.c `raw`, `raw_hdrincl`, `packet`, `packet_dgram` | zero-copy over raw and packet sockets | SO_ZEROCOPY is refused on them since 5.x: `send.sockopt.types` (errno recorded); nothing more to send |
 //! | msg_zerocopy.c, RDS | zero-copy over RDS (SOL_RDS notifications) | left out: needs the rds and rds_tcp modules and a different notification format |
 //! | msg_zerocopy.rst | sendmmsg works with the flag; recvmmsg reads several notifications | `send.sendmmsg.udp.pair` (one id per message, partial batches; batch sizes recorded) |
-//! | msg_zerocopy.rst | the buffer may be reused once notified | `send.reuse.*` (delayed receiver) |
-//! | msg_zerocopy.rst | TCP: at most one notification outstanding (in-order acks) | `send.outstanding.tcp` (judged); UDP merges recorded in `send.outstanding.udp` |
-//! | msg_zerocopy.rst | out of order on retransmission | `send.netem.*` (ids once each and data judged; order recorded) |
+//! | msg_zerocopy.rst | the buffer may be reused once notified | `send.reuse.pair` (delayed receiver) |
+//! | msg_zerocopy.rst | TCP: at most one notification outstanding (in-order acks) | `send.outstanding` (TCP judged; UDP merges recorded) |
+//! | msg_zerocopy.rst | out of order on retransmission | `send.netem.pair` (ids once each and data judged; order recorded) |
 //! | msg_zerocopy.rst | looping onto packet sockets and tun devices copies | `send.tap.*` (recorded) |
 //!
 //! Beyond them: random sequences mixing sizes from 0 B to 4 MiB, drains, pauses, corking and
