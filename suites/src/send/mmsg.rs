@@ -88,7 +88,7 @@ fn mixed_queue(pair: &Pair, family: Family, seed: u64) -> Result<(usize, Vec<Str
     sockopt::set_int(fd, level, name, 1).context("IP_RECVERR on")?;
     let reader = DatagramReader::start(receiver, 2, Duration::from_secs(1))?;
     let flags = MSG_ZEROCOPY | libc::MSG_NOSIGNAL;
-    let settle = || std::thread::sleep(Duration::from_millis(30));
+    let settle = || std::thread::sleep(Duration::from_millis(15));
     let sends = [
         (wire::payload(seed, 10, 300), open, flags),
         (wire::payload(seed, 11, 300), closed, libc::MSG_NOSIGNAL),
