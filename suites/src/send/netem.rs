@@ -131,6 +131,9 @@ fn impaired_on(ctx: &mut Ctx, pair: &Pair, proto: Proto) -> Result<String> {
         Proto::Udp => (60u32, 1000),
     };
     let mut facts = Vec::new();
+    // Whether the link did anything at all: a pass through a link that lost, delayed and
+    // reordered nothing would be a pass of nothing.
+    let mut impaired = 0u64;
     for (family, how) in [(Family::V4, Addressing::V4), (Family::V6, Addressing::V6)] {
         let (sender, receiver) = mapped::connect(&pair.a.ns, &pair.b, proto, how)?;
         let fd = sender.as_fd();
@@ -183,6 +186,8 @@ fn impaired_on(ctx: &mut Ctx, pair: &Pair, proto: Proto) -> Result<String> {
         let comps = mapped::judged(family, &entries)?;
         let stats = check(IdWindow::new(0, count as u64), &comps, true)
             .map_err(|v| fail_with(format!("{what}: {v}"), show(&comps)))?;
+        impaired += retrans.unwrap_or(0) as u64
+            + tally.as_ref().map_or(0, |t| (t.lost + t.reordered) as u64);
         facts.push(serde_json::json!({
             "family": family,
             "notifications": stats.notifications,
@@ -194,6 +199,11 @@ fn impaired_on(ctx: &mut Ctx, pair: &Pair, proto: Proto) -> Result<String> {
         }));
     }
     ctx.observe_timing(format!("{proto:?}").to_lowercase(), &facts);
+    anyhow::ensure!(
+        impaired > 0,
+        "{proto:?}: no retransmission, loss or reordering happened: `{}` had no effect",
+        LINK.tc_command("zc-a")
+    );
     Ok(format!(
         "{proto:?}: {count} sends per family, every id once, data intact"
     ))
