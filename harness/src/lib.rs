@@ -8,6 +8,7 @@
 
 pub mod ethtool;
 pub mod kernel;
+pub mod netem;
 pub mod netlink;
 pub mod netns;
 pub mod privileges;

@@ -16,7 +16,7 @@ use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
 use crate::NetNs;
 
 /// Runs one netlink conversation inside `ns`. `cmd` is the equivalent `ip` command line.
-fn in_ns<T, F>(ns: &NetNs, cmd: &str, f: F) -> Result<T>
+pub(crate) fn in_ns<T, F>(ns: &NetNs, cmd: &str, f: F) -> Result<T>
 where
     T: Send,
     F: AsyncFnOnce(Handle) -> Result<T, rtnetlink::Error> + Send,

@@ -86,7 +86,10 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kernels.toml");
         let list = KernelList::load(&path).unwrap();
         assert!(list.kernels.iter().any(|k| k.label == "5.10"));
-        assert_eq!(list.modules, ["veth"]);
+        assert_eq!(
+            list.modules,
+            ["veth", "udmabuf", "sch_netem", "tun", "af_packet"]
+        );
         assert!(list.native.is_some());
     }
 

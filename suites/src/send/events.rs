@@ -696,6 +696,9 @@ fn tfo(ctx: &mut Ctx, v: Variant) -> Result<Verdict> {
         )
     })?;
     let in_syn = matches!(r2, Ok(n) if n > 0);
+    // The firm part of the contract (packetdrill fastopen-client.pkt), judged in one place.
+    super::closed::judge_fastopen(r1, r2, data.len(), &got2)
+        .map_err(|m| fail_with(m, answers.join("; ")))?;
     ctx.observe("answers", &answers);
     ctx.observe("data_in_syn", in_syn);
     ctx.observe("syn_notification", show(&got2));
