@@ -4,6 +4,9 @@
 //! evidence and the replay command. Cases run one at a time: some change per-user or global
 //! kernel state (locked memory, global sysctls) that parallel cases would disturb.
 //!
+//! A case listed in `fixtures/known-kernel-bugs.toml` that fails for its listed reason is an
+//! ignored test naming the kernel bug (an expected failure); any other failure fails.
+//!
 //! Environment: ZCCHECK_SEED fixes the seed (printed at the start), ZCCHECK_CASES the
 //! property budget, ZCCHECK_TIMEOUT the per-case limit in seconds.
 
@@ -22,6 +25,30 @@ fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
             .unwrap_or_else(|_| panic!("{name}={v} is not a number")),
         Err(_) => default,
     }
+}
+
+/// A contract violation of a released kernel that CI's kernel may still have.
+#[derive(serde::Deserialize, Clone)]
+struct KnownBug {
+    case: String,
+    reason_contains: String,
+    summary: String,
+}
+
+#[derive(serde::Deserialize)]
+struct KnownBugs {
+    bug: Vec<KnownBug>,
+}
+
+fn known_bugs() -> Vec<KnownBug> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fixtures/known-kernel-bugs.toml"
+    );
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+    toml::from_str::<KnownBugs>(&text)
+        .unwrap_or_else(|e| panic!("{path} is malformed: {e}"))
+        .bug
 }
 
 fn main() {
@@ -57,11 +84,13 @@ fn main() {
         registry::select(registry::all(), &["selftest.send_model".into()])
             .expect("the model selftests"),
     );
+    let known = known_bugs();
     let trials = cases
         .into_iter()
         .map(|case| {
             let opts = opts.clone();
             let kind = case.area.name();
+            let bug = known.iter().find(|b| b.case == case.id).cloned();
             Trial::ignorable_test(case.id.clone(), move || {
                 let rec = run_one(&opts, &case);
                 match rec.outcome {
@@ -69,6 +98,18 @@ fn main() {
                     Outcome::Unsupported | Outcome::Skipped => Ok(Completion::ignored_with(
                         format!("{}: {}", rec.outcome, rec.reason),
                     )),
+                    Outcome::Fail
+                        if bug
+                            .as_ref()
+                            .is_some_and(|b| rec.reason.contains(&b.reason_contains)) =>
+                    {
+                        let b = bug.as_ref().expect("checked above");
+                        Ok(Completion::ignored_with(format!(
+                            "known kernel bug (fixtures/known-kernel-bugs.toml): {}; `zccheck run` \
+                             reports it as fail: {}",
+                            b.summary, rec.reason
+                        )))
+                    }
                     Outcome::Fail | Outcome::Error => {
                         let mut msg = format!("{}: {}", rec.outcome, rec.reason);
                         if let Some(ev) = &rec.evidence {
