@@ -99,6 +99,10 @@ struct RunArgs {
     /// Fail instead of entering a user namespace when not privileged.
     #[arg(long)]
     no_rootless: bool,
+    /// Cases at a time, each in its own process (default: the CPUs available). Cases marked
+    /// serial in `zccheck list` always run alone.
+    #[arg(long, short = 'j', value_parser = clap::value_parser!(u16).range(1..=1024))]
+    jobs: Option<u16>,
 }
 
 fn main() -> ExitCode {
@@ -189,12 +193,16 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
         timeout: Duration::from_secs(args.timeout),
         replay_exe: std::env::args().next().unwrap_or_else(|| "zccheck".into()),
     };
+    let jobs = args
+        .jobs
+        .map_or_else(zccheck::run::default_jobs, usize::from);
     eprintln!(
-        "zccheck: running {} cases (seed {seed}, {} random cases per property)",
+        "zccheck: running {} cases, {jobs} at a time (seed {seed}, {} random cases per \
+         property)",
         selected.len(),
         args.cases
     );
-    let report = execute(&selected, &opts, &args.filter, restored, true)?;
+    let report = execute(&selected, &opts, &args.filter, restored, true, jobs)?;
     if let Some((path, mut f)) = json_out {
         f.write_all(report.to_json().as_bytes())
             .with_context(|| format!("writing {}", path.display()))?;
@@ -230,7 +238,16 @@ fn cmd_list(filter: &[String]) -> Result<()> {
     let width = cases.iter().map(|c| c.id.len()).max().unwrap_or(0);
     for c in &cases {
         let reqs: Vec<&str> = c.requires.iter().map(|r| r.name).collect();
-        println!("{:<width$}  {}  [{}]", c.id, c.title, reqs.join(", "));
+        let serial = c
+            .serial
+            .map(|why| format!("  (serial: {why})"))
+            .unwrap_or_default();
+        println!(
+            "{:<width$}  {}  [{}]{serial}",
+            c.id,
+            c.title,
+            reqs.join(", ")
+        );
     }
     eprintln!("{} cases", cases.len());
     Ok(())
