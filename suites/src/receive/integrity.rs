@@ -197,7 +197,7 @@ fn run(ctx: &mut Ctx, path: Path) -> Result<Verdict> {
         mapped += s.mapped;
     }
     let streams: u32 = shares.values().map(|s| s.streams).sum();
-    ctx.observe("mapped_by_class", &shares);
+    ctx.observe_timing("mapped_by_class", &shares);
     ctx.observe("struct_optlen", optlen);
     Ok(Verdict::pass(format!(
         "{streams} random streams, {bytes} bytes, all received intact; {:.1} % of them mapped",

@@ -235,7 +235,7 @@ pub fn run(ctx: &mut Ctx, v: Variant, tamper: Tamper) -> Result<Verdict> {
          of order, {} COPIED)",
         tally.sequences, c.ids, c.notifications, c.merged, c.largest, c.out_of_order, c.copied
     );
-    ctx.observe("coalescing", tally);
+    ctx.observe_timing("coalescing", tally);
     Ok(Verdict::pass(reason))
 }
 

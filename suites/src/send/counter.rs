@@ -286,7 +286,7 @@ fn sndbuf(ctx: &mut Ctx, v: Variant) -> Result<Verdict> {
     ctx.observe("full_sends", full);
     ctx.observe("partial_sends", partial);
     ctx.observe("eagain_sends", eagain);
-    ctx.observe("notifications", show_each(&got));
+    ctx.observe_timing("notifications", show_each(&got));
     Ok(Verdict::pass(format!(
         "{partial} partial sends took one id each, {eagain} EAGAIN sends none"
     )))

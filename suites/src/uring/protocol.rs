@@ -178,7 +178,7 @@ fn run(ctx: &mut Ctx, path: Path) -> Result<Verdict> {
         Ok(())
     })?;
     let t = tally.into_inner();
-    ctx.observe("protocol", &t);
+    ctx.observe_timing("protocol", &t);
     ctx.observe("sendmsg_zc_used", offers.sendmsg_zc);
     ctx.observe("report_usage_used", offers.report_usage);
     Ok(Verdict::pass(format!(
