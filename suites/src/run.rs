@@ -95,7 +95,10 @@ pub fn execute(
             seed: opts.seed,
             cases: opts.cases,
             timeout_s: opts.timeout.as_secs(),
-            extra: Default::default(),
+            // Cases at a time: verdicts do not depend on it, durations do.
+            extra: [("jobs".to_string(), serde_json::Value::from(jobs))]
+                .into_iter()
+                .collect(),
         },
         probes,
         cases: records,
