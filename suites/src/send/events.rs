@@ -376,7 +376,7 @@ fn epoll_edge(ctx: &mut Ctx, v: Variant) -> Result<Verdict> {
             .map_err(|viol| fail_with(what(&viol.to_string()), show(&got)))?;
         seen.push(format!("{name}: {}", show(&got)));
     }
-    ctx.observe("notifications", &seen);
+    ctx.observe_timing("notifications", &seen);
     Ok(Verdict::pass(format!(
         "one EPOLLERR per completion ({})",
         seen.join("; ")
@@ -405,7 +405,7 @@ fn epoll_oneshot(ctx: &mut Ctx, v: Variant) -> Result<Verdict> {
     let got = completions(&await_ids(&f.sender, 3)?);
     check(IdWindow::new(0, 3), &got, true)
         .map_err(|viol| fail_with(viol.to_string(), show(&got)))?;
-    ctx.observe("notifications", show_each(&got));
+    ctx.observe_timing("notifications", show_each(&got));
     Ok(Verdict::pass(format!(
         "one EPOLLERR, none while disarmed, one on re-arm ({} read)",
         show(&got)

@@ -124,7 +124,7 @@ fn opt_in(ctx: &mut Ctx, v: Variant) -> Result<Verdict> {
             format!("calls: {}\nnotifications: {}", calls.join("; "), show(&got)),
         )
     })?;
-    ctx.observe("notifications", show_each(&got));
+    ctx.observe_timing("notifications", show_each(&got));
     Ok(Verdict::pass(
         "the flag was ignored without the option; the real sends took ids 0 and 1",
     ))
