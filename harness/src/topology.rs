@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::ethtool::{self, Offload};
 use crate::netlink;
 use crate::sockets::Family;
-use crate::sysctl::{self, SysctlGuard};
+use crate::sysctl;
 use crate::NetNs;
 
 /// One end of a topology: a namespace, the interface traffic leaves by, and its addresses.
@@ -214,7 +214,6 @@ pub struct Forward {
     pub router: NetNs,
     pub b: Host,
     pub exit: Exit,
-    _forwarding: Vec<SysctlGuard>,
 }
 
 impl Forward {
@@ -245,10 +244,8 @@ impl Forward {
         netlink::add_address(&router, "zc-ra", IpAddr::V6(ra_v6), 64)?;
         netlink::add_address(&router, "zc-rb", IpAddr::V4(rb_v4), 24)?;
         netlink::add_address(&router, "zc-rb", IpAddr::V6(rb_v6), 64)?;
-        let forwarding = vec![
-            sysctl::set_in(&router, "net.ipv4.ip_forward", "1")?,
-            sysctl::set_in(&router, "net.ipv6.conf.all.forwarding", "1")?,
-        ];
+        set_per_namespace(&router, "net.ipv4.ip_forward", "1")?;
+        set_per_namespace(&router, "net.ipv6.conf.all.forwarding", "1")?;
         netlink::set_up(&a.ns, &a.ifname)?;
         netlink::set_up(&router, "zc-ra")?;
         netlink::set_up(&router, "zc-rb")?;
@@ -292,13 +289,7 @@ impl Forward {
             )?;
             netlink::add_route(&b.ns, IpAddr::V6(v6(1, 0)), 64, IpAddr::V6(rb_v6))?;
         }
-        Ok(Forward {
-            a,
-            router,
-            b,
-            exit,
-            _forwarding: forwarding,
-        })
+        Ok(Forward { a, router, b, exit })
     }
 }
 
@@ -365,9 +356,25 @@ fn wait_ipv6_usable(h: &Host) -> Result<()> {
 /// suite's addresses are unique by construction, and detection on the link-local address
 /// holds back the routes of every address of the interface for a second or two.
 fn quiet_ipv6(ns: &NetNs) -> Result<()> {
-    // Per namespace: the guard has nothing to restore.
-    sysctl::set_in(ns, "net.ipv6.conf.default.accept_dad", "0")?;
-    Ok(())
+    set_per_namespace(ns, "net.ipv6.conf.default.accept_dad", "0")
+}
+
+/// Writes a sysctl that is per namespace on every kernel (IPv6 interface defaults,
+/// forwarding), without the journal of [`sysctl::set_in`]: its two locked, synced journal
+/// writes cost more than building the rest of a topology. The value dies with the
+/// namespace. Should the machine's value move all the same, it is put back and this fails.
+fn set_per_namespace(ns: &NetNs, key: &str, value: &str) -> Result<()> {
+    let outer = sysctl::read_outer(key)?;
+    let path = format!("/proc/sys/{}", key.replace('.', "/"));
+    let written = ns
+        .run(|| std::fs::write(&path, format!("{value}\n")))?
+        .with_context(|| format!("`sysctl -w {key}={value}` in namespace {}", ns.name()));
+    if sysctl::read_outer(key)? != outer {
+        std::fs::write(&path, format!("{outer}\n"))
+            .with_context(|| format!("putting the machine's {key}={outer} back"))?;
+        anyhow::bail!("{key} is not per namespace on this kernel; the machine's value is back");
+    }
+    written
 }
 
 /// Permanent neighbour entries both ways, so no first packet waits for ARP or neighbour

@@ -112,6 +112,10 @@ struct RunArgs {
     /// Fail instead of entering a user namespace when not privileged.
     #[arg(long)]
     no_rootless: bool,
+    /// Cases at a time, each in its own process (default: the CPUs available). Cases marked
+    /// serial in `zccheck list` always run alone.
+    #[arg(long, short = 'j', value_parser = clap::value_parser!(u16).range(1..=1024))]
+    jobs: Option<u16>,
 }
 
 /// Exit code of a run that completed but whose report could not be written (or printed).
@@ -393,8 +397,12 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
         timeout: Duration::from_secs(args.timeout),
         replay_exe: "zccheck".into(),
     };
+    let jobs = args
+        .jobs
+        .map_or_else(zccheck::run::default_jobs, usize::from);
     say!(
-        "zccheck: running {} cases (seed {seed}, {} random cases per property)",
+        "zccheck: running {} cases, {jobs} at a time (seed {seed}, {} random cases per \
+         property)",
         selected.len(),
         args.cases
     );
@@ -406,7 +414,7 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
              /boot/config-*): cases are gated by probes only"
         ),
     }
-    let mut report = execute(&selected, &opts, &args.filter, restored, true)?;
+    let mut report = execute(&selected, &opts, &args.filter, restored, true, jobs)?;
     if let Some(check) = config_check {
         report.environment.extra.insert(
             "kernel_config_off".into(),
@@ -477,8 +485,12 @@ fn cmd_list(filter: &[String]) -> Result<()> {
     let mut text = String::new();
     for c in &cases {
         let reqs: Vec<&str> = c.requires.iter().map(|r| r.name).collect();
+        let serial = c
+            .serial
+            .map(|why| format!("  (serial: {why})"))
+            .unwrap_or_default();
         text.push_str(&format!(
-            "{:<width$}  {}  [{}]\n",
+            "{:<width$}  {}  [{}]{serial}\n",
             c.id,
             c.title,
             reqs.join(", ")

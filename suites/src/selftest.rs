@@ -84,6 +84,7 @@ pub fn cases() -> Vec<Case> {
                     std::thread::sleep(Duration::from_secs(3600));
                 }
             },
-        ),
+        )
+        .serial("changes a global sysctl (net.core.netdev_max_backlog)"),
     ]
 }

@@ -169,7 +169,7 @@ impl Apt {
             .lines()
             .filter_map(|l| l.split_whitespace().next())
             .filter(|n| !n.ends_with("-dbg") && !n.contains("-unsigned"))
-            .filter(|n| k.package.as_deref().map_or(true, |p| p == *n))
+            .filter(|n| k.package.as_deref().is_none_or(|p| p == *n))
             .map(str::to_string)
             .collect();
         names.sort();
@@ -209,7 +209,7 @@ impl Apt {
             }
             if best
                 .as_ref()
-                .map_or(true, |b| debver::compare(&r.version, &b.version).is_gt())
+                .is_none_or(|b| debver::compare(&r.version, &b.version).is_gt())
             {
                 best = Some(r);
             }

@@ -17,22 +17,18 @@ pub struct StaticBinaries {
     pub init: PathBuf,
 }
 
-pub fn build(workspace: &Path) -> Result<StaticBinaries> {
+/// Builds both with cargo's `profile` (`release` for the matrix; CI's smoke test uses the
+/// workspace's quicker `vm` profile).
+pub fn build(workspace: &Path, profile: &str) -> Result<StaticBinaries> {
     let target_dir = workspace.join("target/vm");
-    eprintln!("zccheck-vm: building static zccheck and init (release, {TARGET}, target/vm)");
+    eprintln!("zccheck-vm: building static zccheck and init ({profile}, {TARGET}, target/vm)");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(workspace)
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .args([
-            "build",
-            "--release",
-            "--locked",
-            "--target",
-            TARGET,
-            "--target-dir",
-        ])
+        .args(["build", "--profile", profile, "--locked"])
+        .args(["--target", TARGET, "--target-dir"])
         .arg(&target_dir)
         .args([
             "-p",
@@ -49,7 +45,9 @@ pub fn build(workspace: &Path) -> Result<StaticBinaries> {
     if !status.success() {
         bail!("building the static binaries failed ({status})");
     }
-    let out = target_dir.join(TARGET).join("release");
+    // Cargo names the folder of the `dev` profile `debug`.
+    let folder = if profile == "dev" { "debug" } else { profile };
+    let out = target_dir.join(TARGET).join(folder);
     let bins = StaticBinaries {
         zccheck: out.join("zccheck"),
         init: out.join("zccheck-vm-init"),

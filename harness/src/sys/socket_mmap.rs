@@ -135,7 +135,7 @@ impl SocketMapping {
     /// asked exactly when a page of the range is not mapped (where a plain read would raise
     /// SIGBUS); its length says where the hole starts.
     pub fn read(&self, offset: usize, len: usize) -> io::Result<Vec<u8>> {
-        if offset.checked_add(len).map_or(true, |e| e > self.len) {
+        if offset.checked_add(len).is_none_or(|e| e > self.len) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(

@@ -46,7 +46,7 @@ impl Pattern {
             Pattern::Stamped { seed } => (w * 8) ^ seed,
             Pattern::Noise { seed } => mix(w ^ mix(seed)),
             Pattern::Sparse { seed } => {
-                if (w * 8) % SPARSE_BLOCK == 0 {
+                if (w * 8).is_multiple_of(SPARSE_BLOCK) {
                     ((w * 8) ^ seed) | SPARSE_MARK
                 } else {
                     0

@@ -644,7 +644,8 @@ mod tests {
                 }
             }
             // Release some pending notifications, in an arbitrary order.
-            while !pending.is_empty() && slots[(i + pending.len()) % slots.len()] % 3 == 0 {
+            while !pending.is_empty() && slots[(i + pending.len()) % slots.len()].is_multiple_of(3)
+            {
                 let pick = slots[i % slots.len()] % pending.len();
                 out.push(pending.remove(pick));
             }

@@ -1,6 +1,9 @@
 //! KTAP (the kernel's test output format, as kselftest prints it) for kernel CI systems.
-//! `unsupported` and `skipped` cases are `ok ... # SKIP reason`; `fail` and `error` are
-//! `not ok`, with the reason on a diagnostic line; the last line is kselftest's totals.
+//! `unsupported` and `skipped` cases are `ok ... # SKIP reason`; `fail` is `not ok`, with the
+//! reason on a diagnostic line; `error` is `not ok ... # ERROR reason`, or `# TIMEOUT reason`
+//! when the case ran out of time, the directives the KTAP specification has for a test that
+//! could not run to a result, so dashboards do not count it as a kernel failure. The last
+//! line is kselftest's totals.
 
 use std::fmt::Write;
 
@@ -37,7 +40,12 @@ pub fn render(report: &Report) -> String {
                     }
                 }
                 let _ = writeln!(out, "# replay: {}", c.replay);
-                let _ = writeln!(out, "not ok {n} {}", c.id);
+                let directive = match c.outcome {
+                    Outcome::Error if is_timeout(&c.reason) => format!(" # TIMEOUT {reason}"),
+                    Outcome::Error => format!(" # ERROR {reason}"),
+                    _ => String::new(),
+                };
+                let _ = writeln!(out, "not ok {n} {}{directive}", c.id);
             }
         }
     }
@@ -52,7 +60,54 @@ pub fn render(report: &Report) -> String {
     out
 }
 
+/// The runner words a case killed at its time limit as `timeout: ...`.
+fn is_timeout(reason: &str) -> bool {
+    reason.starts_with("timeout")
+}
+
 /// KTAP result lines are single lines; a `#` in a reason would start a new directive.
 fn one_line(s: &str) -> String {
     s.lines().next().unwrap_or_default().replace('#', "no.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Report;
+
+    fn sample_with(outcome: &str, reason: &str) -> String {
+        let text = include_str!("../../../fixtures/samples/report-minimal.json");
+        let mut r = Report::parse(text).unwrap();
+        r.cases[2].outcome = match outcome {
+            "error" => Outcome::Error,
+            _ => Outcome::Fail,
+        };
+        r.cases[2].reason = reason.into();
+        render(&r)
+    }
+
+    #[test]
+    fn error_and_timeout_carry_their_directive() {
+        let e = sample_with("error", "building the pair: # no veth\nmore");
+        assert!(
+            e.contains("\nnot ok 3 send.ids.udp4.pair # ERROR building the pair: no. no veth\n"),
+            "{e}"
+        );
+        let t = sample_with(
+            "error",
+            "timeout: no result within 60s; the case was killed",
+        );
+        assert!(
+            t.contains("\nnot ok 3 send.ids.udp4.pair # TIMEOUT timeout: no result within 60s"),
+            "{t}"
+        );
+        assert!(t.contains("error:1"), "{t}");
+    }
+
+    #[test]
+    fn a_failure_has_no_directive() {
+        let f = sample_with("fail", "the kernel said so");
+        assert!(f.contains("\nnot ok 3 send.ids.udp4.pair\n"), "{f}");
+        assert!(!f.contains("# ERROR") && !f.contains("# TIMEOUT"), "{f}");
+    }
 }

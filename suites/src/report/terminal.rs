@@ -8,6 +8,11 @@ use crate::outcome::Outcome;
 
 /// Prints one finished case (to stderr, so stdout stays free for `--ktap`).
 pub fn progress(done: usize, total: usize, rec: &CaseRecord) {
+    progress_running(done, total, rec, &[])
+}
+
+/// Prints one finished case, and the cases still running alongside it.
+pub fn progress_running(done: usize, total: usize, rec: &CaseRecord, running: &[&str]) {
     let mark = match rec.outcome {
         Outcome::Pass => "pass",
         Outcome::Fail => "FAIL",
@@ -23,7 +28,19 @@ pub fn progress(done: usize, total: usize, rec: &CaseRecord) {
     if rec.outcome != Outcome::Pass {
         line.push_str(&format!(": {}", first_line(&rec.reason)));
     }
+    if !running.is_empty() {
+        line.push_str(&format!("  [running: {}]", running.join(", ")));
+    }
     let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// Says what is running when nothing has finished for a while.
+pub fn still_running(running: &[(&str, std::time::Duration)]) {
+    let what: Vec<String> = running
+        .iter()
+        .map(|(id, t)| format!("{id} ({} s)", t.as_secs()))
+        .collect();
+    let _ = writeln!(std::io::stderr(), "  still running: {}", what.join(", "));
 }
 
 /// The closing summary.

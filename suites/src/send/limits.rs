@@ -43,22 +43,34 @@ pub fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
     for proto in [Proto::Tcp, Proto::Udp] {
         let v = Variant::new(proto, Family::V4, Path::Loopback);
-        cases.push(Case::new(
-            format!("send.optmem.{}", v.tag()),
-            Area::Send,
-            "unread notifications fill optmem: ENOBUFS, no id; plain sends still work; \
+        cases.push(
+            Case::new(
+                format!("send.optmem.{}", v.tag()),
+                Area::Send,
+                "unread notifications fill optmem: ENOBUFS, no id; plain sends still work; \
              draining recovers (optmem_max restored)",
-            v.requires(),
-            move |ctx| optmem(ctx, v),
-        ));
-        cases.push(Case::new(
-            format!("send.memlock.{}", v.tag()),
-            Area::Send,
-            "without CAP_IPC_LOCK each send charges (size>>PAGE_SHIFT)+2 pages to \
+                v.requires(),
+                move |ctx| optmem(ctx, v),
+            )
+            .serial(
+                "sets net.core.optmem_max, which is global before 6.8: every socket's option \
+             memory limit changes while it runs",
+            ),
+        );
+        cases.push(
+            Case::new(
+                format!("send.memlock.{}", v.tag()),
+                Area::Send,
+                "without CAP_IPC_LOCK each send charges (size>>PAGE_SHIFT)+2 pages to \
              RLIMIT_MEMLOCK: ENOBUFS at the predicted size, no id (limit restored)",
-            v.requires(),
-            move |ctx| memlock(ctx, v),
-        ));
+                v.requires(),
+                move |ctx| memlock(ctx, v),
+            )
+            .serial(
+                "counts pages against a per-user locked_vm counter, which other cases' zero-copy \
+             sends and rings share when rootless",
+            ),
+        );
     }
     cases
 }
