@@ -210,7 +210,10 @@ impl Mapping {
     }
 
     fn atomic_u32(&self, off: usize) -> &AtomicU32 {
-        assert!(off + 4 <= self.len && off % 4 == 0, "misplaced ring word");
+        assert!(
+            off + 4 <= self.len && off.is_multiple_of(4),
+            "misplaced ring word"
+        );
         // SAFETY: aligned, in bounds, and shared with the kernel only as a 32-bit word.
         unsafe {
             &*(self

@@ -126,7 +126,10 @@ impl AreaModel {
     /// An area of `area_len` bytes in buffers of `buf_len`, for a request limited to `limit`
     /// bytes (`None`: until the stream ends).
     pub fn new(area_len: u64, buf_len: u64, limit: Option<u64>) -> Self {
-        assert!(buf_len > 0 && area_len % buf_len == 0, "whole buffers");
+        assert!(
+            buf_len > 0 && area_len.is_multiple_of(buf_len),
+            "whole buffers"
+        );
         AreaModel {
             area_len,
             buf_len,
@@ -197,7 +200,7 @@ impl AreaModel {
             return Err(Violation::EmptyData { off, res });
         }
         let len = res as u64;
-        if off.checked_add(len).map_or(true, |e| e > self.area_len) {
+        if off.checked_add(len).is_none_or(|e| e > self.area_len) {
             return Err(Violation::OutOfArea {
                 off,
                 len,
