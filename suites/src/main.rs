@@ -554,16 +554,7 @@ fn cmd_matrix(
         path: out_path.to_path_buf(),
         flag: "-o",
     };
-    let mut sections = Vec::new();
-    for file in benches {
-        let report = Report::load(file)?;
-        let bench = report
-            .bench
-            .as_ref()
-            .with_context(|| format!("{} has no bench section", file.display()))?;
-        let label = format!("Linux {}", report.kernel.release);
-        sections.push(zccheck::bench::render::matrix_section(&label, bench));
-    }
+    let sections = zccheck::bench::render::matrix_sections(benches)?;
     md.write(&m.markdown_with(&folder(out_path), &sections))?;
     if let Some(h) = html {
         let page = OutputFile {

@@ -230,14 +230,21 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             let done = run_kernels(&list_path, vec![], out, args)?;
             let files: Vec<PathBuf> = done.iter().map(|d| d.file.clone()).collect();
             let matrix = zccheck::report::matrix::Matrix::load(&files)?;
+            // Benchmarks (`zccheck bench --json fixtures/bench/LABEL.json`) are appended.
+            let mut benches: Vec<PathBuf> = std::fs::read_dir(ws.join("fixtures/bench"))
+                .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+                .unwrap_or_default();
+            benches.retain(|p| p.extension().is_some_and(|e| e == "json"));
+            benches.sort();
+            let sections = zccheck::bench::render::matrix_sections(&benches)?;
             let md = ws.join("REPORT.md");
             let html = ws.join("docs/matrix.html");
-            std::fs::write(&md, matrix.markdown(&ws))
+            std::fs::write(&md, matrix.markdown_with(&ws, &sections))
                 .with_context(|| format!("writing {}", md.display()))?;
             std::fs::create_dir_all(ws.join("docs"))?;
             std::fs::write(
                 &html,
-                zccheck::report::html::render(&matrix, &ws.join("docs")),
+                zccheck::report::html::render_with(&matrix, &ws.join("docs"), &sections),
             )
             .with_context(|| format!("writing {}", html.display()))?;
             eprintln!("zccheck-vm: wrote {} and {}", md.display(), html.display());

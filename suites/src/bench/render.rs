@@ -338,6 +338,28 @@ fn md_escape(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
 
+/// The matrix sections of benchmark reports (`zccheck bench --json`), one per file, each
+/// labelled with the kernel it was measured on.
+pub fn matrix_sections(
+    files: &[std::path::PathBuf],
+) -> anyhow::Result<Vec<crate::report::matrix::Section>> {
+    use anyhow::Context;
+    files
+        .iter()
+        .map(|file| {
+            let report = crate::report::Report::load(file)?;
+            let bench = report
+                .bench
+                .as_ref()
+                .with_context(|| format!("{} has no bench section", file.display()))?;
+            Ok(matrix_section(
+                &format!("Linux {}", report.kernel.release),
+                bench,
+            ))
+        })
+        .collect()
+}
+
 /// The section a benchmark adds to the matrix pages: the compact table, and in HTML the plot
 /// too (inline SVG, no script). `label` names where it was measured.
 pub fn matrix_section(label: &str, b: &BenchReport) -> crate::report::matrix::Section {
