@@ -586,8 +586,9 @@ mod tests {
         assert_eq!(a.stats.notifications, 1);
     }
 
-    /// uring.link.failed_head on 6.18 (and the io_fail_links path up to 7.3): the cancelled
-    /// links complete without F_MORE and are still notified. The model must keep refusing it.
+    /// uring.link.failed_head as 6.18 and 7.3 answer it (6.1 the same, reordered): the
+    /// cancelled links complete without F_MORE and are still notified. The model must keep
+    /// refusing it.
     #[test]
     fn a_notification_after_a_cancelled_link_without_more_is_refused() {
         let req = issued(&[ZC, ZC, ZC]);

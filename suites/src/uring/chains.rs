@@ -135,7 +135,7 @@ fn observe_more(ctx: &mut Ctx, acc: &Accepted, labels: &[(&str, u64)]) -> String
 /// for IORING_CQE_F_MORE rather than relying on the result") and io_uring_prep_send_zc(3)
 /// ("if that CQE has IORING_CQE_F_MORE set ... then a second notification CQE will be
 /// posted"); liburing issue #1462 (2025) states it as "iff F_MORE".
-const FAILED_LINK_PATH: &str = "kernel path (io_uring, 6.18 to 7.3): io_send_zc_prep \
+const FAILED_LINK_PATH: &str = "kernel path (read in the 7.3 source): io_send_zc_prep \
     allocates the notification at prep and sets REQ_F_NEED_CLEANUP; the head's failure runs \
     io_fail_links -> io_req_tw_fail_links (timeout.c), which completes each linked request with \
     io_req_set_res(link, -ECANCELED, 0), no F_MORE, and never calls the opcode's ->fail hook \
@@ -157,7 +157,8 @@ fn with_note(e: anyhow::Error, note: &str) -> anyhow::Error {
 
 /// A chain whose head fails: the links are cancelled. The stream rule is checked as
 /// everywhere; a notification for a cancelled link whose CQE lacked F_MORE is a kernel
-/// `fail` (6.18: `#2:-125, #2:n`), with the code path in the evidence (`FAILED_LINK_PATH`).
+/// `fail` (`#2:-125, ... #2:n` on 6.1, 6.18 and 7.3), with the code path in the evidence
+/// (`FAILED_LINK_PATH`).
 fn failed_head(ctx: &mut Ctx) -> Result<Verdict> {
     let lo = Loopback::new(None)?;
     let p = sockets::udp_pair(&lo.host.ns, &lo.host.ns, lo.host.ip(Family::V4))?;
