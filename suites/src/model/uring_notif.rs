@@ -586,6 +586,29 @@ mod tests {
         assert_eq!(a.stats.notifications, 1);
     }
 
+    /// uring.link.failed_head as 6.18 and 7.3 answer it (6.1 the same, reordered): the
+    /// cancelled links complete without F_MORE and are still notified. The model must keep
+    /// refusing it.
+    #[test]
+    fn a_notification_after_a_cancelled_link_without_more_is_refused() {
+        let req = issued(&[ZC, ZC, ZC]);
+        let cqes = [
+            first(1, -libc::EFAULT),
+            notif(1, 0),
+            only(2, -libc::ECANCELED),
+            only(3, -libc::ECANCELED),
+            notif(2, 0),
+            notif(3, 0),
+        ];
+        assert_eq!(
+            check(&req, &cqes, true).unwrap_err(),
+            Violation::UnannouncedNotification {
+                index: 4,
+                user_data: 2
+            }
+        );
+    }
+
     fn member(user_data: u64, res: i32, breaks: bool) -> ChainMember {
         ChainMember {
             user_data,

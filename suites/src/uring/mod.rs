@@ -71,7 +71,8 @@
 //! * F_MORE only on zero-copy requests: `MoreOnPlainSend`.
 //! * every outstanding notification arrives at the end: `MissingNotification`.
 //! * res >= 0 (it tolerates EAGAIN): the property requires success on a healthy connection;
-//!   the EAGAIN it tolerates is `uring.flags.poll_first`'s finding.
+//!   the EAGAIN it tolerates (POLL_FIRST issued by io-wq in blocking mode) is recorded by
+//!   `uring.flags.poll_first`, where the man pages leave the result open.
 //! * modes NONZC / ZC / ZC_FIXED / MIXED: the property's forms, mixed in every sequence.
 //! * `UDP_CORK` around a batch: left out as a separate knob; `uring.udp.cork_linked` corks
 //!   with MSG_MORE, which `udp_sendmsg` treats the same way (both set its cork request).
