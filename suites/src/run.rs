@@ -180,12 +180,27 @@ where
                     break;
                 }
                 let tx = tx.clone();
-                scope.spawn(move || {
+                let work = move || {
                     // A panic is handed over too, or the scheduler would wait for it forever.
                     let rec = std::panic::catch_unwind(AssertUnwindSafe(|| run(&cases[i])));
                     // The receiver lives until every case has reported.
                     let _ = tx.send((i, rec));
+                };
+                // Where no thread can be started (a tight RLIMIT_NPROC, a pids cgroup), the
+                // case runs on this thread: slower, but the run goes on and the case itself
+                // says what it could not start.
+                let shared = std::sync::Arc::new(std::sync::Mutex::new(Some(work)));
+                let for_thread = shared.clone();
+                let spawned = std::thread::Builder::new().spawn_scoped(scope, move || {
+                    if let Some(w) = for_thread.lock().expect("case work").take() {
+                        w()
+                    }
                 });
+                if spawned.is_err() {
+                    if let Some(w) = shared.lock().expect("case work").take() {
+                        w()
+                    }
+                }
                 running.push((i, Instant::now()));
                 next += 1;
             }

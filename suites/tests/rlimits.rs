@@ -27,10 +27,12 @@ fn a_thread_or_process_that_cannot_start_is_an_error_of_its_case() {
     // The unprivileged user must be able to write the report there.
     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let json = dir.join("r.json");
-    // 1: the case process cannot be forked: `error`. 2: it runs, but cannot start a thread:
-    // `error` when the case body needed it, `skipped` when the probe of the environment did
-    // (the environment's limit, like a missing privilege), with the limit named either way.
-    for (nproc, says) in [(1, "starting"), (2, "start a thread")] {
+    // 1: no worker thread can start either, so the case runs on the run's own thread, and
+    // the case process cannot be forked: `error`. 3 (the run, its worker thread, the case
+    // process): the case runs, but cannot start a thread: `error` when the case body needed
+    // it, `skipped` when the probe of the environment did (the environment's limit, like a
+    // missing privilege), with the limit named either way.
+    for (nproc, says) in [(1, "starting"), (3, "start a thread")] {
         let _ = std::fs::remove_file(&json);
         let out = Command::new("setpriv")
             .args(["--reuid", NOBODY, "--regid", NOBODY, "--clear-groups"])
