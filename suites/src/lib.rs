@@ -5,6 +5,7 @@
 
 pub mod case;
 pub mod devmem;
+pub mod health;
 pub mod model;
 pub mod outcome;
 pub mod probes;
