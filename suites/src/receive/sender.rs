@@ -12,9 +12,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use harness::sys::errqueue;
+use harness::sys::errqueue::{self, Completion};
 use harness::sys::zerocopy::{self, MSG_ZEROCOPY};
 use socket2::Socket;
+
+use crate::model::completions::{check, IdWindow};
+use crate::outcome::fail_with;
 
 /// One burst: `len` bytes, then a pause.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +72,9 @@ pub struct Sent {
     /// Zero-copy ids the calls took and ids reported complete.
     pub zc_ids: u64,
     pub zc_completed: u64,
+    /// Every zero-copy notification read, in arrival order (each checked against the ids the
+    /// calls took: none outside the window, backwards or reported twice).
+    pub zc_reported: Vec<Completion>,
     /// The socket, for [`Ending::Open`].
     pub socket: Option<Socket>,
 }
@@ -97,6 +103,7 @@ fn send(sock: Socket, data: &[u8], plan: &SendPlan) -> Result<Sent> {
         calls: 0,
         zc_ids: 0,
         zc_completed: 0,
+        zc_reported: Vec::new(),
         socket: None,
     };
     let mut pos = 0usize;
@@ -120,7 +127,7 @@ fn send(sock: Socket, data: &[u8], plan: &SendPlan) -> Result<Sent> {
                 }
             }
             if plan.zc {
-                sent.zc_completed += completed(&errqueue::drain(fd)?);
+                take_notifications(&mut sent, &errqueue::drain(fd)?)?;
             }
         }
         if burst.pause_ms > 0 {
@@ -136,7 +143,7 @@ fn send(sock: Socket, data: &[u8], plan: &SendPlan) -> Result<Sent> {
                 let deadline = Instant::now() + COMPLETION_WAIT;
                 while sent.zc_completed < sent.zc_ids && Instant::now() < deadline {
                     errqueue::wait_err(fd, Duration::from_millis(20))?;
-                    sent.zc_completed += completed(&errqueue::drain(fd)?);
+                    take_notifications(&mut sent, &errqueue::drain(fd)?)?;
                 }
             }
         }
@@ -154,12 +161,31 @@ fn is_gone(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EPIPE) | Some(libc::ECONNRESET))
 }
 
-fn completed(entries: &[errqueue::ErrQueueEntry]) -> u64 {
-    entries
-        .iter()
-        .filter_map(|e| e.completion())
-        .map(|c| c.hi.wrapping_sub(c.lo) as u64 + 1)
-        .sum()
+/// Adds the notifications of `entries` (already validated whole by the reader) to `sent`
+/// and checks every one read so far against the window of ids the calls took (a fresh
+/// socket: ids from 0). Completions may still be in flight, so a gap is not judged here.
+fn take_notifications(sent: &mut Sent, entries: &[errqueue::ErrQueueEntry]) -> Result<()> {
+    for e in entries {
+        let Some(c) = e.completion() else {
+            return Err(fail_with(
+                "the MSG_ZEROCOPY sender's error queue held something that is not a \
+                 zero-copy notification",
+                format!("{e:?}"),
+            ));
+        };
+        sent.zc_reported.push(c);
+    }
+    let stats = check(IdWindow::new(0, sent.zc_ids), &sent.zc_reported, false).map_err(|v| {
+        fail_with(
+            format!("the MSG_ZEROCOPY sender's notifications: {v}"),
+            format!(
+                "{} zero-copy calls; notifications in arrival order: {:?}",
+                sent.zc_ids, sent.zc_reported
+            ),
+        )
+    })?;
+    sent.zc_completed = stats.ids;
+    Ok(())
 }
 
 /// Waits until `sock` has at least `n` bytes queued, or `timeout` passes.
