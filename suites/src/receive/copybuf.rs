@@ -214,6 +214,21 @@ fn straggler(ctx: &mut Ctx) -> Result<Verdict> {
 fn faulting(ctx: &mut Ctx) -> Result<Verdict> {
     let page = socket_mmap::page_size();
     let mut log = Vec::new();
+    // The control: the same whole-queue call with a buffer the kernel can write. It tells
+    // whether this kernel has the fast path, so the faulting answer must be the matching one.
+    let mut c = Queued::new(Spec::mappable(1000))?;
+    let cmap = c.map(2)?;
+    let (control, ..) = call_with_copy(
+        &mut c,
+        &cmap,
+        cmap.len() as u32,
+        CopyKind::Valid(4096),
+        &mut log,
+    )?;
+    rest(&mut c)?;
+    c.check
+        .finish()
+        .map_err(|v| fail_with(v.to_string(), log.join("\n")))?;
     // Everything fits the (claimed) buffer: the whole-queue copy faults.
     let mut q = Queued::new(Spec::mappable(1000))?;
     let map = q.map(2)?;
@@ -236,6 +251,19 @@ fn faulting(ctx: &mut Ctx) -> Result<Verdict> {
             ))
         }
     };
+    let consistent = matches!(
+        (control, seen),
+        (Seen::CopiedAll, Seen::Refused) | (Seen::NoFastPath, Seen::NoFastPath)
+    );
+    if !consistent {
+        return Err(fail_with(
+            format!(
+                "the whole-queue call was answered as {control:?} with a writable buffer but \
+                 as {seen:?} with a faulting one: only the buffer differed"
+            ),
+            log.join("\n"),
+        ));
+    }
     ctx.observe("whole_queue_fault", whole_queue_fault);
     // A refused call consumes nothing. (Without the fast path, the hinted bytes were read
     // with recv() above and go through the stream check below.)

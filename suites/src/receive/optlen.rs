@@ -510,3 +510,29 @@ fn msg_flags(ctx: &mut Ctx) -> Result<Verdict> {
          TCP_CMSG_TS accepted",
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::{verdict_of_error, Outcome};
+
+    /// The control and the negative check each refuse a wrong answer on the real kernel: a
+    /// control that the kernel refuses (a misaligned address) is `unsupported`, never a
+    /// pass, and a negative check whose call is accepted is `fail`.
+    #[test]
+    fn controls_and_negative_checks_can_fail() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root for a namespace");
+            return;
+        }
+        let t = Target::new().expect("target");
+        let mut log = Vec::new();
+        let broken = ZcCall::new(t.map.addr() + 1, 4096);
+        let e = control(&t, "misaligned", broken, STRUCT_LEN as i32, &mut log).unwrap_err();
+        assert_eq!(verdict_of_error(e).outcome, Outcome::Unsupported);
+        let e = refused_with_einval(&t, "a valid call", t.call(), STRUCT_LEN as i32, &mut log)
+            .unwrap_err();
+        assert_eq!(verdict_of_error(e).outcome, Outcome::Fail);
+        control(&t, "valid", t.call(), STRUCT_LEN as i32, &mut log).expect("the valid control");
+    }
+}
