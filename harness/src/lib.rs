@@ -10,6 +10,7 @@ pub mod ethtool;
 pub mod kernel;
 pub mod netlink;
 pub mod netns;
+pub mod netstat;
 pub mod privileges;
 pub mod sockets;
 pub mod sys;
