@@ -386,8 +386,69 @@ pub fn read_one(fd: BorrowedFd<'_>, control_len: usize) -> io::Result<Option<Err
         }
     }
     validate(&raw)
-        .map(Some)
+        .and_then(|entry| {
+            if let (Some(c), Some(ino)) = (entry.completion(), socket_identity(fd)) {
+                ledger_take(ino, c).map_err(|fault| Malformed {
+                    fault,
+                    evidence: raw.evidence(),
+                })?;
+            }
+            Ok(Some(entry))
+        })
         .map_err(|m| io::Error::new(io::ErrorKind::InvalidData, m))
+}
+
+/// Every zero-copy range read so far, per socket (by inode, so a dup or a clone of the fd
+/// shares it and a reused fd number does not). No range may run backwards (cover 2^31 ids
+/// or more: no test issues that many) or share an id with one read before on the same
+/// socket: a duplicated or overlapping notification is refused wherever it is read, even
+/// in a case that never checks its id window. Which ids were issued is the case's business
+/// (the model); this only needs what the reader itself saw.
+static LEDGER: std::sync::Mutex<
+    Option<std::collections::HashMap<u64, std::collections::BTreeMap<u32, u32>>>,
+> = std::sync::Mutex::new(None);
+
+/// The socket's inode, or None if fstat fails (then the ledger is not kept for it).
+fn socket_identity(fd: BorrowedFd<'_>) -> Option<u64> {
+    // SAFETY: an all-zero struct stat is a valid value for fstat to overwrite.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat writes one struct stat for a valid fd.
+    (unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } == 0).then_some(st.st_ino as u64)
+}
+
+/// Adds `c` to the ledger of socket `ino`, or says how it breaks the rules above.
+pub fn ledger_take(ino: u64, c: Completion) -> Result<(), String> {
+    let span = c.hi.wrapping_sub(c.lo) as u64 + 1;
+    if span > 1 << 31 {
+        return Err(format!(
+            "notification [{}, {}] runs backwards (it would cover {span} ids)",
+            c.lo, c.hi
+        ));
+    }
+    let pieces: Vec<(u32, u32)> = if c.lo <= c.hi {
+        vec![(c.lo, c.hi)]
+    } else {
+        vec![(c.lo, u32::MAX), (0, c.hi)]
+    };
+    let mut guard = LEDGER.lock().unwrap_or_else(|p| p.into_inner());
+    let seen = guard
+        .get_or_insert_with(Default::default)
+        .entry(ino)
+        .or_default();
+    for &(lo, hi) in &pieces {
+        if let Some((&a, &b)) = seen.range(..=hi).next_back() {
+            if b >= lo {
+                return Err(format!(
+                    "notification [{}, {}] repeats ids already reported on this socket in [{a}, {b}]",
+                    c.lo, c.hi
+                ));
+            }
+        }
+    }
+    for (lo, hi) in pieces {
+        seen.insert(lo, hi);
+    }
+    Ok(())
 }
 
 /// Reads every entry queued now (never blocks).
@@ -544,6 +605,27 @@ mod tests {
         let mut m = good(libc::AF_INET);
         m.cmsgs[0].ee = Some(ee(SO_EE_ORIGIN_TIMESTAMPING, 0, 0));
         assert!(fault(&m).contains("ENOMSG"));
+    }
+
+    #[test]
+    fn the_ledger_refuses_repeats_overlaps_and_backwards_ranges() {
+        let c = |lo, hi| Completion {
+            lo,
+            hi,
+            copied: false,
+        };
+        let ino = u64::MAX - 7;
+        assert!(ledger_take(ino, c(0, 3)).is_ok());
+        assert!(ledger_take(ino, c(5, 5)).is_ok());
+        assert!(ledger_take(ino, c(4, 4)).is_ok());
+        assert!(ledger_take(ino, c(5, 5)).unwrap_err().contains("repeats"));
+        assert!(ledger_take(ino, c(3, 9)).unwrap_err().contains("repeats"));
+        assert!(ledger_take(ino, c(9, 2)).unwrap_err().contains("backwards"));
+        // Another socket has its own ids.
+        assert!(ledger_take(ino - 1, c(0, 3)).is_ok());
+        // A short range across the u32 wrap is fine, and then taken.
+        assert!(ledger_take(ino - 2, c(u32::MAX - 1, 1)).is_ok());
+        assert!(ledger_take(ino - 2, c(0, 0)).is_err());
     }
 
     #[test]

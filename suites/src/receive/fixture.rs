@@ -177,6 +177,8 @@ pub fn answer(r: &io::Result<ZcReply>, inq_known: bool) -> Answer {
             skip: rep.fields.recv_skip_hint,
             copied: rep.fields.copybuf_len,
             inq_after: inq_known.then_some(rep.fields.inq),
+            err: (rep.optlen >= harness::sys::tcp_zc_receive::field_end::ERR as i32)
+                .then_some(rep.fields.err),
         },
         Err(e) => Answer::Err {
             errno: e.raw_os_error().unwrap_or(0),
