@@ -310,10 +310,30 @@ fn faulting(ctx: &mut Ctx) -> Result<Verdict> {
         ..Spec::mappable(len)
     })?;
     let map = q.map(8)?;
+    let inq = q.inq()?;
     let r = ZcCall::new(map.addr(), map.len() as u32)
         .null_copybuf(-1)
         .call(q.receiver.as_fd(), struct_len());
     log.push(format!("copybuf_len -1, null: {}", show(&r)));
+    // What comes back is recorded, but it must still be an answer the oracle allows for a
+    // faulting buffer (copybuf_len -1 never fits the queue, so no fast path applies).
+    let call = Call {
+        page: page as u32,
+        misalignment: 0,
+        region: Region::Own {
+            room: map.len() as u64,
+        },
+        requested: map.len() as u32,
+        copybuf: CopyBuf {
+            len: -1,
+            faults: true,
+        },
+        listening: false,
+        inq,
+        fin: false,
+    };
+    check(&call, &answer(&r, struct_len() >= field_end::INQ as i32))
+        .map_err(|v| fail_with(v.to_string(), log.join("\n")))?;
     ctx.observe("copybuf_len_minus_one", show(&r));
     if let Ok(rep) = &r {
         if rep.fields.length > 0 {

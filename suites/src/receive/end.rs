@@ -67,6 +67,7 @@ fn eio(ctx: &mut Ctx) -> Result<Verdict> {
         let inq = q.inq()?;
         let r = ZcCall::new(map.addr(), map.len() as u32).call(q.receiver.as_fd(), struct_len());
         log.push(format!("{inq} queued: {}", show(&r)));
+        super::fixture::judge_own(&map, map.len() as u32, inq, true, &r, &log)?;
         match &r {
             Err(e) if e.raw_os_error() == Some(libc::EIO) => {
                 if inq > 0 {
@@ -109,6 +110,7 @@ fn eio(ctx: &mut Ctx) -> Result<Verdict> {
     for _ in 0..3 {
         let r = ZcCall::new(map.addr(), map.len() as u32).call(q.receiver.as_fd(), struct_len());
         log.push(format!("again: {}", show(&r)));
+        super::fixture::judge_own(&map, map.len() as u32, 0, true, &r, &log)?;
         expect(errno_of(&r) == Some(libc::EIO), || {
             format!("after EIO, a later call gave {}", show(&r))
         })?;

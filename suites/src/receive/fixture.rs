@@ -199,3 +199,35 @@ pub fn show(r: &io::Result<ZcReply>) -> String {
         Err(e) => crate::probes::io_errno(e),
     }
 }
+
+/// The oracle on one call at the start of `map` with nothing else arriving: `inq` queued
+/// before it (SIOCINQ), `fin` whether the peer's FIN is in, no copy buffer. A wrong answer
+/// is `fail` with `log` (which should already hold the call).
+pub fn judge_own(
+    map: &SocketMapping,
+    requested: u32,
+    inq: u32,
+    fin: bool,
+    r: &io::Result<ZcReply>,
+    log: &[String],
+) -> Result<crate::model::zc_receive::Seen> {
+    use crate::model::zc_receive::{check, Call, CopyBuf, Region};
+    let optlen = r.as_ref().map(|rep| rep.optlen).unwrap_or(0);
+    let call = Call {
+        page: socket_mmap::page_size() as u32,
+        misalignment: 0,
+        region: Region::Own {
+            room: map.len() as u64,
+        },
+        requested,
+        copybuf: CopyBuf::NONE,
+        listening: false,
+        inq,
+        fin,
+    };
+    check(
+        &call,
+        &answer(r, optlen >= tcp_zc_receive::field_end::INQ as i32),
+    )
+    .map_err(|v| fail_with(v.to_string(), log.join("\n")))
+}
