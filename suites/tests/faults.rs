@@ -1,0 +1,117 @@
+//! The suite against a simulated faulty kernel: `tests/faults/shim.c`, built here and loaded
+//! with LD_PRELOAD into every case process, breaks one error-queue notification or one
+//! TCP_ZEROCOPY_RECEIVE answer per process in a way the contract forbids. Every case where
+//! the fault fired must be `fail`, and where the fault is in a field, the reason must name it.
+//!
+//! Needs root (namespaces) and a C compiler; without either the test says so and returns.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const SEND_CASES: &str = "send.format.tcp4.lo,send.format.udp6.lo,send.counter.tcp4.lo,\
+                          send.counter.udp6.pair,send.copied.udp4.deadend,send.ctrunc.tcp4.lo,\
+                          send.ids.tcp4.lo";
+const RECEIVE_CASES: &str = "receive.fields.inq,receive.fields.skip_hint,receive.end.eio,\
+                             receive.copybuf.straggler,receive.integrity.lo,receive.alignment.lo,receive.loop.lo";
+
+/// Each fault, the cases it is tried on, and a word the failure must contain (in the reason
+/// or the evidence), if the fault is one field.
+const FAULTS: &[(&str, &str, Option<&str>)] = &[
+    ("eq_errno", SEND_CASES, Some("ee_errno")),
+    ("eq_pad", SEND_CASES, Some("ee_pad")),
+    ("eq_code", SEND_CASES, Some("ee_code")),
+    ("eq_origin", SEND_CASES, Some("ee_origin")),
+    ("eq_no_errqueue_flag", SEND_CASES, Some("MSG_ERRQUEUE")),
+    ("eq_ctrunc", SEND_CASES, Some("MSG_CTRUNC")),
+    ("eq_level", SEND_CASES, Some("RECVERR")),
+    ("eq_dup", SEND_CASES, Some("repeats")),
+    ("eq_shift", SEND_CASES, None),
+    ("eq_drop", SEND_CASES, None),
+    ("zc_err", RECEIVE_CASES, Some("err")),
+    ("zc_inq", RECEIVE_CASES, Some("inq")),
+    ("zc_skip", RECEIVE_CASES, None),
+    ("zc_length", RECEIVE_CASES, None),
+];
+
+fn build_shim(dir: &Path) -> Option<PathBuf> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/faults/shim.c");
+    let out = dir.join("libzcfault.so");
+    let built = Command::new("cc")
+        .args(["-shared", "-fPIC", "-O1", "-Wall", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .arg("-ldl")
+        .status();
+    match built {
+        Ok(s) if s.success() => Some(out),
+        other => {
+            eprintln!("skipped: cannot build the fault shim with cc: {other:?}");
+            None
+        }
+    }
+}
+
+#[test]
+fn every_forbidden_fault_fails_every_case_it_fires_in() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: the fault tests need root");
+        return;
+    }
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("faults");
+    std::fs::create_dir_all(&dir).unwrap();
+    let Some(shim) = build_shim(&dir) else {
+        return;
+    };
+    let mut problems = Vec::new();
+    for (fault, cases, word) in FAULTS {
+        let log = dir.join(format!("{fault}.log"));
+        let json = dir.join(format!("{fault}.json"));
+        let _ = std::fs::remove_file(&log);
+        let out = Command::new(env!("CARGO_BIN_EXE_zccheck"))
+            .args(["run", "--cases", "4", "--filter", cases, "--json"])
+            .arg(&json)
+            .env("LD_PRELOAD", &shim)
+            .env("ZCFAULT", fault)
+            .env("ZCFAULT_LOG", &log)
+            .output()
+            .expect("running zccheck");
+        let report: serde_json::Value = match std::fs::read_to_string(&json) {
+            Ok(t) => serde_json::from_str(&t).unwrap(),
+            Err(e) => {
+                problems.push(format!(
+                    "{fault}: no report ({e}): {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+                continue;
+            }
+        };
+        let fired: std::collections::BTreeSet<String> = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+            .collect();
+        if fired.is_empty() {
+            problems.push(format!("{fault}: fired in no case"));
+        }
+        for c in report["cases"].as_array().unwrap() {
+            let id = c["id"].as_str().unwrap();
+            if !fired.contains(id) {
+                continue;
+            }
+            let text = format!(
+                "{} {}",
+                c["reason"].as_str().unwrap_or(""),
+                c["evidence"].as_str().unwrap_or("")
+            );
+            if c["outcome"] != "fail" {
+                problems.push(format!("{fault}: {id} is {}: {}", c["outcome"], text));
+            } else if let Some(w) = word {
+                if !text.contains(w) {
+                    problems.push(format!("{fault}: {id} failed without naming {w}: {text}"));
+                }
+            }
+        }
+        eprintln!("{fault}: fired in {} case(s)", fired.len());
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
