@@ -27,6 +27,9 @@ const FAULTS: &[(&str, &str, Option<&str>)] = &[
     ("eq_dup", SEND_CASES, Some("repeats")),
     ("eq_shift", SEND_CASES, None),
     ("eq_drop", SEND_CASES, None),
+    // The receive area's MSG_ZEROCOPY sender reads its notifications through the same reader.
+    ("eq_drop", RECEIVE_CASES, None),
+    ("eq_dup", RECEIVE_CASES, Some("repeats")),
     ("zc_err", RECEIVE_CASES, Some("err")),
     ("zc_inq", RECEIVE_CASES, Some("inq")),
     ("zc_skip", RECEIVE_CASES, None),
@@ -64,8 +67,13 @@ fn every_forbidden_fault_fails_every_case_it_fires_in() {
     };
     let mut problems = Vec::new();
     for (fault, cases, word) in FAULTS {
-        let log = dir.join(format!("{fault}.log"));
-        let json = dir.join(format!("{fault}.json"));
+        let tag = if *cases == SEND_CASES {
+            "send"
+        } else {
+            "receive"
+        };
+        let log = dir.join(format!("{fault}.{tag}.log"));
+        let json = dir.join(format!("{fault}.{tag}.json"));
         let _ = std::fs::remove_file(&log);
         let out = Command::new(env!("CARGO_BIN_EXE_zccheck"))
             .args(["run", "--cases", "4", "--filter", cases, "--json"])

@@ -75,8 +75,11 @@ impl Queued {
         )?;
         let data = Arc::new(PATTERN.bytes(spec.len));
         let plan = SendPlan::whole(spec.len, spec.chunk, spec.zc_sender, Ending::Open);
-        let sent = sender::join(sender::spawn(conn.sender, data, plan))?;
+        let mut sent = sender::join(sender::spawn(conn.sender, data, plan))?;
         sender::wait_queued(&conn.receiver, spec.len as u32, ARRIVAL)?;
+        // Every byte is queued at the receiver: delivered, so (copied on local delivery)
+        // every id is owed now.
+        sender::settle(&mut sent)?;
         Ok(Queued {
             net,
             receiver: conn.receiver,

@@ -293,7 +293,7 @@ fn one_stream(net: &RxNet, path: Path, optlen: i32, s: &Stream) -> Result<Stream
     let tx = sender::spawn(conn.sender, data, plan);
     let mut check = StreamCheck::new(s.pattern, s.size as u64);
     let received = rx_loop::receive(&conn.receiver, &map, &cfg, &mut check);
-    let sent = sender::join(tx)?;
+    let mut sent = sender::join(tx)?;
     let t = received?;
     anyhow::ensure!(
         sent.bytes == s.size as u64,
@@ -322,6 +322,7 @@ fn one_stream(net: &RxNet, path: Path, optlen: i32, s: &Stream) -> Result<Stream
             format!("last calls:\n{}", t.tail.join("\n")),
         )
     })?;
+    sender::settle(&mut sent)?;
     Ok(check)
 }
 
