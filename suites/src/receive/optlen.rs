@@ -372,6 +372,11 @@ fn control(
 ) -> Result<ZcReply> {
     let r = call.call(t.fd(), optlen);
     log.push(format!("control, {what}, optlen {optlen}: {}", shown(&r)));
+    if r.is_ok() {
+        // An accepted control is still an answer: the oracle judges it (a hint of what is
+        // queued, nothing mapped, inq and err as they must be).
+        super::fixture::judge_own(&t.map, t.map.len() as u32, QUEUED, false, &r, log)?;
+    }
     match r {
         Ok(rep) if rep.optlen > optlen => Err(fail_with(
             format!(
