@@ -203,6 +203,12 @@ pub fn run(ctx: &mut Ctx, v: Variant, tamper: Tamper) -> Result<Verdict> {
             behaviour.zero_length_udp_takes_id,
         );
     }
+    if v.path == Path::Loopback {
+        ctx.observe(
+            "unread_8_sends_coalesce_into",
+            unread_coalescing(&net, UNREAD_SENDS)?,
+        );
+    }
     let buf = vec![0xa5u8; TCP_MAX];
     let tally = RefCell::new(Tally::default());
     let udp_receiver = match (v.proto, v.path.delivers()) {
@@ -237,6 +243,42 @@ pub fn run(ctx: &mut Ctx, v: Variant, tamper: Tamper) -> Result<Verdict> {
     );
     ctx.observe("coalescing", tally);
     Ok(Verdict::pass(reason))
+}
+
+/// Sends in the deterministic coalescing scenario.
+const UNREAD_SENDS: u64 = 8;
+
+/// A deterministic scenario for the coalescing fact: `n` sends of 1000 bytes on a fresh
+/// connection over loopback, nothing read until every one completed (the send queue is
+/// empty, so every skb was freed and every completion queued), then one drain. Local
+/// delivery completes in order, so what the notifications merge into is fixed by the rules
+/// (R3.1: an unread tail notification absorbs the next adjacent range) and not by timing.
+/// The ranges must cover exactly the ids; what they are is the fact.
+fn unread_coalescing(net: &Net, n: u64) -> Result<String> {
+    let conn = net.connect(true)?;
+    let _sink = conn.sink()?;
+    for _ in 0..n {
+        let sent = zc_send(&conn.sender, &[0x5a; 1000], false).context("zero-copy send")?;
+        anyhow::ensure!(sent == 1000, "sent {sent} of 1000 bytes");
+    }
+    let deadline = std::time::Instant::now() + super::flow::COMPLETION_WAIT;
+    while harness::sys::tcp_zc_receive::queued_out(conn.sender_fd()).context("SIOCOUTQ")? > 0 {
+        if std::time::Instant::now() > deadline {
+            anyhow::bail!(
+                "the send queue did not empty within {:?}",
+                super::flow::COMPLETION_WAIT
+            );
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // Completions are queued when the last reference to the data goes; give the receive
+    // side a moment past the send queue.
+    errqueue::wait_err(conn.sender_fd(), Duration::from_millis(500))?;
+    std::thread::sleep(Duration::from_millis(20));
+    let got = completions(&errqueue::drain(conn.sender_fd())?);
+    crate::model::completions::check(crate::model::completions::IdWindow::new(0, n), &got, true)
+        .map_err(|v| fail_with(format!("{n} unread sends on loopback: {v}"), show(&got)))?;
+    Ok(show(&got))
 }
 
 /// Zero-length UDP sends take an id on the kernels seen so far, against the documentation
