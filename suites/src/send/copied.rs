@@ -653,10 +653,14 @@ fn merge(ctx: &mut Ctx, v: Variant) -> Result<Verdict> {
         log: Vec::new(),
     };
     let (dead, here) = (w.dead, w.here);
+    // The dead-end sends (three) must be dropped at the sender's veth, the path the
+    // uncopied code is expected on.
+    let watch = PathWatch::start(v, &net, None)?;
     let dead_code = w.single(dead, "dead end alone")?;
     let local_code = w.single(here, "local alone")?;
     let uncopied_first = w.pair(dead, here, "dead end, then local")?;
     let copied_first = w.pair(here, dead, "local, then dead end")?;
+    watch.finish(3, 0)?;
     ctx.observe("single_codes", (dead_code, local_code));
     ctx.observe("sequence", &w.log);
     let policy = if !dead_code && local_code {
