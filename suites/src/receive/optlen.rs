@@ -172,6 +172,12 @@ fn ladder(ctx: &mut Ctx) -> Result<Verdict> {
             "no optlen at all was accepted, not even 16 (the 4.18 struct)".into(),
         ));
     }
+    if let Some((l, r)) = replies.iter().find(|(l, r)| r.optlen > **l) {
+        return Err(bad(format!(
+            "optlen {l} was written back as {}, larger than what was passed",
+            r.optlen
+        )));
+    }
     for (l, out) in &oversize {
         if *out != size {
             return Err(bad(format!(
