@@ -29,6 +29,9 @@ const NO_RESET_RECEIVE_CASES: &str = "receive.fields.inq,receive.fields.skip_hin
                                       receive.end.eio,receive.copybuf.straggler,\
                                       receive.integrity.lo,receive.alignment.lo";
 
+/// The cases that judge the optlen the kernel writes back.
+const OPTLEN_CASES: &str = "receive.optlen.ladder,receive.optlen.nonzero_tail";
+
 /// Each fault, the cases it is tried on, and a word the failure must contain (in the reason
 /// or the evidence), if the fault is one field.
 const FAULTS: &[(&str, &str, Option<&str>)] = &[
@@ -49,6 +52,7 @@ const FAULTS: &[(&str, &str, Option<&str>)] = &[
     ("zc_inq", SETTLED_RECEIVE_CASES, Some("inq")),
     ("zc_skip", SETTLED_RECEIVE_CASES, None),
     ("zc_length", RECEIVE_CASES, None),
+    ("zc_optlen_grow", OPTLEN_CASES, Some("larger than")),
 ];
 
 fn build_shim(dir: &Path) -> Option<PathBuf> {
