@@ -488,6 +488,40 @@ mod tests {
     }
 
     #[test]
+    fn a_tainted_start_and_an_unread_kmsg_are_said_once() {
+        let clean = RunStart {
+            taint_at_start: Some(0),
+            taint_flags_at_start: None,
+            kmsg: "watched".into(),
+        };
+        assert_eq!(clean.notice(), None);
+        let tainted = RunStart {
+            taint_at_start: Some(1 << 12),
+            taint_flags_at_start: Some(taint_names(1 << 12)),
+            kmsg: "not checked: cannot read /dev/kmsg: Permission denied".into(),
+        };
+        let n = tainted.notice().unwrap();
+        assert!(
+            n.contains("already tainted (O (out-of-tree module))"),
+            "{n}"
+        );
+        assert!(n.contains("not checked"), "{n}");
+        let mut r = record(Outcome::Pass);
+        apply(
+            &mut r,
+            &Findings {
+                kmsg_unchecked: Some("cannot read /dev/kmsg".into()),
+                ..Default::default()
+            },
+        );
+        assert_eq!(r.outcome, Outcome::Pass);
+        assert!(r.observed["suite.kernel_messages"]
+            .as_str()
+            .unwrap()
+            .starts_with("not checked"));
+    }
+
+    #[test]
     fn new_taint_fails_and_old_taint_does_not() {
         let mut r = record(Outcome::Pass);
         apply(&mut r, &Findings::default());
