@@ -11,6 +11,7 @@ pub mod kernel;
 pub mod netem;
 pub mod netlink;
 pub mod netns;
+pub mod netstat;
 pub mod privileges;
 pub mod sockets;
 pub mod sys;

@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod case;
 pub mod devmem;
+pub mod health;
 pub mod kconfig;
 pub mod model;
 pub mod outcome;

@@ -166,10 +166,47 @@ pub fn expect(cond: bool, reason: impl FnOnce() -> String) -> anyhow::Result<()>
     }
 }
 
-/// Turns a case body's error into its verdict.
+/// Turns a case body's error into its verdict. A malformed error-queue notification found by
+/// the checked reader (`harness::sys::errqueue`) is the kernel's fault wherever it surfaced,
+/// so it is `fail` with the whole message as evidence, even under a `.context(..)`.
 pub fn verdict_of_error(e: anyhow::Error) -> Verdict {
+    if let Some(m) = e.chain().find_map(harness::sys::errqueue::malformed_in) {
+        return Verdict {
+            outcome: Outcome::Fail,
+            reason: format!("{m} (while: {e:#})"),
+            evidence: Some(m.evidence.clone()),
+        };
+    }
     match e.downcast::<Stop>() {
         Ok(stop) => stop.into_verdict(),
         Err(e) => Verdict::error(format!("{e:#}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use anyhow::Context;
+    use harness::sys::errqueue::Malformed;
+
+    use super::*;
+
+    #[test]
+    fn a_malformed_notification_is_fail_even_under_context() {
+        let io = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            Malformed {
+                fault: "ee_pad is 3".into(),
+                evidence: "cmsg level 0 type 11".into(),
+            },
+        );
+        let e = Err::<(), _>(io)
+            .context("draining the sender's error queue")
+            .unwrap_err();
+        let v = verdict_of_error(e);
+        assert_eq!(v.outcome, Outcome::Fail, "{v:?}");
+        assert!(v.reason.contains("ee_pad is 3"), "{}", v.reason);
+        assert_eq!(v.evidence.as_deref(), Some("cmsg level 0 type 11"));
+        let plain = verdict_of_error(anyhow::anyhow!("set-up broke"));
+        assert_eq!(plain.outcome, Outcome::Error);
     }
 }

@@ -64,6 +64,10 @@ pub fn execute(
     let kernel = KernelInfo::detect()?;
     let privileges = Privileges::detect()?;
     let probes = probe_all(&requirements_of(cases));
+    let health = crate::health::RunStart::detect();
+    if let Some(notice) = health.notice() {
+        eprintln!("{notice}");
+    }
     let records = run_cases(
         cases,
         jobs,
@@ -88,7 +92,12 @@ pub fn execute(
                 .map(|n| n.get())
                 .unwrap_or(1),
             restored_sysctls,
-            extra: Default::default(),
+            extra: [(
+                "kernel_health".to_string(),
+                serde_json::to_value(&health).unwrap_or_default(),
+            )]
+            .into_iter()
+            .collect(),
         },
         settings: Settings {
             filter: filters.to_vec(),

@@ -72,7 +72,9 @@ pub fn replay_command(opts: &RunOptions, id: &str) -> String {
 /// Runs one case in a child process and turns whatever happened into a record.
 pub fn run_one(opts: &RunOptions, case: &Case) -> CaseRecord {
     let started = Instant::now();
+    let health = crate::health::Watch::start(&case.id);
     let child_result = spawn_and_wait(opts, case);
+    let health = health.finish();
     let (verdict, observed, timing_facts, property) = match child_result {
         Ok(r) => (r.verdict, r.observed, r.timing_facts, r.property),
         Err(e) => (
@@ -96,6 +98,7 @@ pub fn run_one(opts: &RunOptions, case: &Case) -> CaseRecord {
         duration_ms: started.elapsed().as_millis() as u64,
         extra: Default::default(),
     };
+    crate::health::apply(&mut rec, &health);
     match harness::sysctl::recover() {
         Ok(restored) if !restored.is_empty() => {
             rec.observed.insert(

@@ -7,6 +7,7 @@ use std::time::Duration;
 use harness::topology::{Pair, PairConfig};
 
 use crate::case::{Area, Case};
+use crate::outcome::{skipped, Verdict};
 use crate::probes::{MACHINE_WIDE_PRIVILEGES, NET_ADMIN, VETH};
 
 /// A global sysctl that is harmless to nudge for a moment.
@@ -86,5 +87,39 @@ pub fn cases() -> Vec<Case> {
             },
         )
         .serial("changes a global sysctl (net.core.netdev_max_backlog)"),
+        Case::new(
+            HEALTH_SPLAT_CASE,
+            Area::Selftest,
+            "a passing case during which a splat-looking line reaches /dev/kmsg becomes `fail` with the splat",
+            vec![],
+            |_| {
+                write_fake_splat()?;
+                Ok(Verdict::pass("the case itself found nothing wrong"))
+            },
+        ),
+
     ]
+}
+
+/// The hidden case that proves the kernel health watch can fail a passing case.
+pub const HEALTH_SPLAT_CASE: &str = "selftest.health.kmsg_splat";
+
+/// Writes a line that looks like a kernel WARNING to /dev/kmsg, carrying this case's token so
+/// that it fails this case only (see `crate::health`). Without write access the case is
+/// `skipped`: the proof needs root.
+fn write_fake_splat() -> anyhow::Result<()> {
+    use std::io::Write;
+    let run_pid = nix::unistd::getppid().as_raw() as u32;
+    let line = format!(
+        "<4>WARNING: CPU: 0 PID: {} at zccheck selftest: a splat-looking line written on purpose {}\n",
+        std::process::id(),
+        crate::health::case_token(run_pid, HEALTH_SPLAT_CASE)
+    );
+    let mut kmsg = match std::fs::OpenOptions::new().write(true).open("/dev/kmsg") {
+        Ok(f) => f,
+        Err(e) => return Err(skipped(format!("cannot write /dev/kmsg: {e}"))),
+    };
+    kmsg.write_all(line.as_bytes())
+        .map_err(|e| skipped(format!("cannot write /dev/kmsg: {e}")))?;
+    Ok(())
 }

@@ -4,7 +4,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-use super::errqueue::{ErrQueueEntry, ExtendedErr};
+use super::errqueue::{self, ErrQueueEntry};
 
 /// `sendmmsg(fd, msgs, flags)` with one buffer per message, on a connected socket. Returns
 /// how many messages the kernel took (fewer than given when one fails after the first).
@@ -48,10 +48,12 @@ pub fn sendmmsg(fd: BorrowedFd<'_>, bufs: &[&[u8]], flags: i32) -> io::Result<us
 const CONTROL_LEN: usize = 256;
 
 /// `recvmmsg(fd, vlen messages, MSG_ERRQUEUE | MSG_DONTWAIT)`: reads up to `vlen`
-/// error-queue messages in one call. An empty queue gives an empty vector. Each entry
-/// carries the RECVERR cmsg if one came back (else the first cmsg's level and type).
+/// error-queue messages in one call. An empty queue gives an empty vector. Every message is
+/// validated whole by the same checks as `errqueue::read_one` (a message that breaks the
+/// contract is an `InvalidData` error carrying `errqueue::Malformed`).
 pub fn recvmmsg_errqueue(fd: BorrowedFd<'_>, vlen: usize) -> io::Result<Vec<ErrQueueEntry>> {
     let vlen = vlen.max(1);
+    let (family, v4_mapped_peer) = errqueue::socket_family(fd)?;
     let mut data = vec![[0u8; 1]; vlen];
     // u64 storage keeps every control buffer aligned for cmsghdr.
     let mut control = vec![[0u64; CONTROL_LEN / 8]; vlen];
@@ -93,50 +95,17 @@ pub fn recvmmsg_errqueue(fd: BorrowedFd<'_>, vlen: usize) -> io::Result<Vec<ErrQ
             _ => Err(e),
         };
     }
-    Ok(msgs[..rc as usize]
+    msgs[..rc as usize]
         .iter()
-        .map(|m| parse(&m.msg_hdr))
-        .collect())
-}
-
-/// The entry one received message holds.
-fn parse(msg: &libc::msghdr) -> ErrQueueEntry {
-    let mut entry = ErrQueueEntry {
-        msg_flags: msg.msg_flags,
-        cmsg_level: None,
-        cmsg_type: None,
-        ee: None,
-    };
-    let need = std::mem::size_of::<libc::sock_extended_err>();
-    // SAFETY: CMSG_FIRSTHDR/CMSG_NXTHDR walk the control buffer the kernel filled, bounded
-    // by msg_controllen; the payload is read unaligned, only when the cmsg is long enough.
-    unsafe {
-        let mut cmsg = libc::CMSG_FIRSTHDR(msg);
-        while !cmsg.is_null() {
-            let (level, kind) = ((*cmsg).cmsg_level, (*cmsg).cmsg_type);
-            let is_recverr = (level == libc::SOL_IP && kind == libc::IP_RECVERR)
-                || (level == libc::SOL_IPV6 && kind == libc::IPV6_RECVERR);
-            if entry.cmsg_level.is_none() || is_recverr {
-                entry.cmsg_level = Some(level);
-                entry.cmsg_type = Some(kind);
-            }
-            if is_recverr && (*cmsg).cmsg_len as usize >= libc::CMSG_LEN(need as u32) as usize {
-                let raw = std::ptr::read_unaligned(
-                    libc::CMSG_DATA(cmsg) as *const libc::sock_extended_err
-                );
-                entry.ee = Some(ExtendedErr {
-                    errno: raw.ee_errno,
-                    origin: raw.ee_origin,
-                    kind: raw.ee_type,
-                    code: raw.ee_code,
-                    pad: raw.ee_pad,
-                    info: raw.ee_info,
-                    data: raw.ee_data,
-                });
-                break;
-            }
-            cmsg = libc::CMSG_NXTHDR(msg, cmsg);
-        }
-    }
-    entry
+        .map(|m| {
+            errqueue::check_received(
+                fd,
+                family,
+                v4_mapped_peer,
+                CONTROL_LEN,
+                m.msg_len as usize,
+                &m.msg_hdr,
+            )
+        })
+        .collect()
 }

@@ -81,6 +81,9 @@ pub enum Answer {
         copied: i32,
         /// The `inq` field, when the call asked for it and nothing else was arriving.
         inq_after: Option<u32>,
+        /// The `err` field, when the call's optlen reached it (`sock_error()`: 0, or a
+        /// pending socket error, negated).
+        err: Option<i32>,
     },
 }
 
@@ -136,8 +139,33 @@ fn errno_is(answer: &Answer, want: i32, rule: &'static str) -> Result<Seen, Call
     }
 }
 
+/// The socket errors `err` may carry (negated): what a TCP connection can die of.
+const CONNECTION_ERRORS: [i32; 7] = [
+    libc::ECONNRESET,
+    libc::EPIPE,
+    libc::ETIMEDOUT,
+    libc::ECONNABORTED,
+    libc::ECONNREFUSED,
+    libc::EHOSTUNREACH,
+    libc::ENETUNREACH,
+];
+
+/// Rule 0: `err` is 0 or a pending connection error, negated.
+fn check_err(answer: &Answer) -> Result<(), CallViolation> {
+    if let Answer::Ok { err: Some(e), .. } = *answer {
+        if e != 0 && !CONNECTION_ERRORS.contains(&-e) {
+            return Err(violation(
+                "err is 0 or a pending connection error, negated",
+                format!("err {e}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Checks one answer against the rules; says which allowed answer it was.
 pub fn check(call: &Call, answer: &Answer) -> Result<Seen, CallViolation> {
+    check_err(answer)?;
     let page = call.page.max(1);
     if call.misalignment != 0 {
         return errno_is(
@@ -227,6 +255,7 @@ fn check_copy_all(call: &Call, answer: &Answer) -> Result<Seen, CallViolation> {
             skip: 0,
             copied,
             inq_after,
+            ..
         } if copied == call.inq as i32 => {
             check_inq(call, 0, copied, inq_after)?;
             Ok(Seen::CopiedAll)
@@ -257,6 +286,7 @@ fn check_short_queue(call: &Call, answer: &Answer) -> Result<Seen, CallViolation
             skip,
             copied: 0,
             inq_after,
+            ..
         } if skip == call.inq => {
             check_inq(call, 0, 0, inq_after)?;
             Ok(Seen::HintOnly)
@@ -282,6 +312,7 @@ fn check_mapping(call: &Call, room: u64, answer: &Answer) -> Result<Seen, CallVi
             skip,
             copied,
             inq_after,
+            ..
         } => (length, skip, copied, inq_after),
         Answer::Err { errno } if errno == libc::EIO && call.fin && avail == 0 => {
             // Nothing asked for, no hint, FIN seen: the kernel reports the end even with
@@ -397,6 +428,82 @@ fn check_inq(
     Ok(())
 }
 
+/// A call of a receive loop while the peer may still be sending: how much was queued at
+/// the moment of the call is not known, only what SIOCINQ said right after it (the loop is
+/// the only reader, so the queue can only have grown since the call answered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct InFlight {
+    pub page: u32,
+    pub requested: u32,
+    /// Bytes of the socket mapping from the address to its end.
+    pub room: u64,
+    pub copybuf: CopyBuf,
+    /// SIOCINQ right after the call.
+    pub queued_after: u32,
+}
+
+/// The rules that hold for every successful call of a loop whatever arrives meanwhile:
+/// `err` as in [`check`]; length in whole pages, at most the request and the mapping's room;
+/// a copy only into a copy buffer and at most its length, never failing on a valid one; the
+/// hinted bytes are queued (at most SIOCINQ after the call); `inq` at most SIOCINQ after the
+/// call plus one for a FIN.
+pub fn check_in_flight(call: &InFlight, answer: &Answer) -> Result<(), CallViolation> {
+    check_err(answer)?;
+    let Answer::Ok {
+        length,
+        skip,
+        copied,
+        inq_after,
+        ..
+    } = *answer
+    else {
+        return Ok(());
+    };
+    let context = || {
+        format!(
+            "requested {}, room {}, copybuf {}, SIOCINQ after {}: length {length}, skip {skip}, \
+             copied {copied}, inq {inq_after:?}",
+            call.requested, call.room, call.copybuf.len, call.queued_after
+        )
+    };
+    if length % call.page.max(1) != 0 {
+        return Err(violation("length comes back in whole pages", context()));
+    }
+    if length as u64 > (call.requested as u64).min(call.room) {
+        return Err(violation(
+            "length is clamped to the request and the mapping's room",
+            context(),
+        ));
+    }
+    if copied > 0 && (call.copybuf.faults || copied > call.copybuf.len) {
+        return Err(violation(
+            "bytes are copied only into a copy buffer, at most its length",
+            context(),
+        ));
+    }
+    if copied < 0 && !call.copybuf.faults {
+        return Err(violation(
+            "a copy into a valid buffer does not fail",
+            context(),
+        ));
+    }
+    if skip > call.queued_after {
+        return Err(violation(
+            "the hinted bytes are queued (the hint is at most SIOCINQ after the call)",
+            context(),
+        ));
+    }
+    if let Some(inq) = inq_after {
+        if inq as u64 > call.queued_after as u64 + 1 {
+            return Err(violation(
+                "inq is at most what SIOCINQ says after the call (plus one for a FIN)",
+                context(),
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use rstest::rstest;
@@ -424,6 +531,7 @@ mod tests {
             skip,
             copied: 0,
             inq_after: None,
+            err: None,
         }
     }
 
@@ -477,6 +585,7 @@ mod tests {
             skip,
             copied,
             inq_after: Some(inq_after),
+            err: None,
         }
     }
 
@@ -571,9 +680,66 @@ mod tests {
             skip: 0,
             copied: 0,
             inq_after: Some(1),
+            err: Some(0),
         };
         assert_eq!(check(&c, &a), Ok(Seen::MappedAll));
         c.inq = 0;
         assert_eq!(check(&c, &err(libc::EIO)), Ok(Seen::Eof));
+    }
+
+    fn flight() -> InFlight {
+        InFlight {
+            page: PAGE,
+            requested: 8 * PAGE,
+            room: 8 * PAGE as u64,
+            copybuf: CopyBuf {
+                len: 1000,
+                faults: false,
+            },
+            queued_after: 5000,
+        }
+    }
+
+    fn answer5(length: u32, skip: u32, copied: i32, inq: u32, err: i32) -> Answer {
+        Answer::Ok {
+            length,
+            skip,
+            copied,
+            inq_after: Some(inq),
+            err: Some(err),
+        }
+    }
+
+    #[test]
+    fn in_flight_accepts_what_a_moving_queue_allows() {
+        for a in [
+            answer5(8 * PAGE, 0, 0, 5000, 0),
+            answer5(4096, 5000, 1000, 5001, 0),
+            answer5(0, 0, 0, 0, -libc::ECONNRESET),
+            err(libc::EIO),
+        ] {
+            assert_eq!(check_in_flight(&flight(), &a), Ok(()), "{a:?}");
+        }
+    }
+
+    #[rstest]
+    #[case::err_positive(answer5(0, 0, 0, 0, 5), "err is 0")]
+    #[case::err_unknown(answer5(0, 0, 0, 0, -libc::EINVAL), "err is 0")]
+    #[case::not_pages(answer5(100, 0, 0, 0, 0), "whole pages")]
+    #[case::beyond_request(answer5(9 * PAGE, 0, 0, 0, 0), "clamped")]
+    #[case::copy_too_long(answer5(0, 0, 1001, 0, 0), "copy buffer")]
+    #[case::copy_failed(answer5(0, 0, -14, 0, 0), "valid buffer")]
+    #[case::hint_not_queued(answer5(0, 5001, 0, 0, 0), "hinted bytes")]
+    #[case::inq_too_large(answer5(0, 0, 0, 5002, 0), "inq is at most")]
+    fn in_flight_refuses_wrong_answers(#[case] a: Answer, #[case] rule: &str) {
+        let v = check_in_flight(&flight(), &a).expect_err("a wrong answer passed");
+        assert!(v.rule.contains(rule), "{v} does not name {rule:?}");
+    }
+
+    #[test]
+    fn err_is_checked_by_the_main_oracle_too() {
+        let c = call(OWN, 8 * PAGE, 8 * PAGE);
+        let v = check(&c, &answer5(8 * PAGE, 0, 0, 0, 7)).expect_err("err 7 passed");
+        assert!(v.rule.contains("err"), "{v}");
     }
 }

@@ -197,9 +197,11 @@ fn one(w: &World, s: &Scenario) -> Result<BTreeMap<String, u32>> {
     )?;
     let data = Arc::new(s.pattern.bytes(s.size));
     let plan = SendPlan::whole(s.size, s.chunk, true, Ending::Open);
-    let sent = sender::join(sender::spawn(conn.sender, data, plan))?;
-    let _sender = sent.socket;
+    let mut sent = sender::join(sender::spawn(conn.sender, data, plan))?;
     sender::wait_queued(&conn.receiver, s.size as u32, ARRIVAL)?;
+    // Delivered over loopback (copied, so completed): every id is owed now.
+    sender::settle(&mut sent)?;
+    let _sender = sent.socket;
     let rx = &conn.receiver;
     let own = SocketMapping::readable(rx.as_fd(), s.map_pages as usize * page, Sharing::Shared)?;
     let private =

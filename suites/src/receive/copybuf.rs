@@ -214,6 +214,21 @@ fn straggler(ctx: &mut Ctx) -> Result<Verdict> {
 fn faulting(ctx: &mut Ctx) -> Result<Verdict> {
     let page = socket_mmap::page_size();
     let mut log = Vec::new();
+    // The control: the same whole-queue call with a buffer the kernel can write. It tells
+    // whether this kernel has the fast path, so the faulting answer must be the matching one.
+    let mut c = Queued::new(Spec::mappable(1000))?;
+    let cmap = c.map(2)?;
+    let (control, ..) = call_with_copy(
+        &mut c,
+        &cmap,
+        cmap.len() as u32,
+        CopyKind::Valid(4096),
+        &mut log,
+    )?;
+    rest(&mut c)?;
+    c.check
+        .finish()
+        .map_err(|v| fail_with(v.to_string(), log.join("\n")))?;
     // Everything fits the (claimed) buffer: the whole-queue copy faults.
     let mut q = Queued::new(Spec::mappable(1000))?;
     let map = q.map(2)?;
@@ -236,6 +251,19 @@ fn faulting(ctx: &mut Ctx) -> Result<Verdict> {
             ))
         }
     };
+    let consistent = matches!(
+        (control, seen),
+        (Seen::CopiedAll, Seen::Refused) | (Seen::NoFastPath, Seen::NoFastPath)
+    );
+    if !consistent {
+        return Err(fail_with(
+            format!(
+                "the whole-queue call was answered as {control:?} with a writable buffer but \
+                 as {seen:?} with a faulting one: only the buffer differed"
+            ),
+            log.join("\n"),
+        ));
+    }
     ctx.observe("whole_queue_fault", whole_queue_fault);
     // A refused call consumes nothing. (Without the fast path, the hinted bytes were read
     // with recv() above and go through the stream check below.)
@@ -282,10 +310,30 @@ fn faulting(ctx: &mut Ctx) -> Result<Verdict> {
         ..Spec::mappable(len)
     })?;
     let map = q.map(8)?;
+    let inq = q.inq()?;
     let r = ZcCall::new(map.addr(), map.len() as u32)
         .null_copybuf(-1)
         .call(q.receiver.as_fd(), struct_len());
     log.push(format!("copybuf_len -1, null: {}", show(&r)));
+    // What comes back is recorded, but it must still be an answer the oracle allows for a
+    // faulting buffer (copybuf_len -1 never fits the queue, so no fast path applies).
+    let call = Call {
+        page: page as u32,
+        misalignment: 0,
+        region: Region::Own {
+            room: map.len() as u64,
+        },
+        requested: map.len() as u32,
+        copybuf: CopyBuf {
+            len: -1,
+            faults: true,
+        },
+        listening: false,
+        inq,
+        fin: false,
+    };
+    check(&call, &answer(&r, struct_len() >= field_end::INQ as i32))
+        .map_err(|v| fail_with(v.to_string(), log.join("\n")))?;
     ctx.observe("copybuf_len_minus_one", show(&r));
     if let Ok(rep) = &r {
         if rep.fields.length > 0 {

@@ -340,6 +340,7 @@ fn timestamp(ctx: &mut Ctx) -> Result<Verdict> {
             .msg_control(&mut control, TCP_CMSG_TS)
             .call(q.receiver.as_fd(), struct_len());
         log.push(format!("{inq} queued: {}", show(&r)));
+        super::fixture::judge_own(&map, map.len() as u32, inq, false, &r, &log)?;
         let rep = r.context("zero-copy receive with msg_control")?;
         let f = rep.fields;
         let used = 256usize.saturating_sub(f.msg_controllen as usize);
@@ -382,13 +383,16 @@ fn timestamp(ctx: &mut Ctx) -> Result<Verdict> {
     })?;
     // The input flag is validated, but is it needed? Record what a call without it writes.
     for _ in 0..64 {
-        if q.inq()? == 0 {
+        let inq = q.inq()?;
+        if inq == 0 {
             break;
         }
         let mut control = vec![0u8; 256];
         let r = ZcCall::new(map.addr(), map.len() as u32)
             .msg_control(&mut control, 0)
             .call(q.receiver.as_fd(), struct_len());
+        log.push(format!("{inq} queued, no TCP_CMSG_TS: {}", show(&r)));
+        super::fixture::judge_own(&map, map.len() as u32, inq, false, &r, &log)?;
         let rep = r.context("zero-copy receive with msg_control, no TCP_CMSG_TS")?;
         let f = rep.fields;
         let used = 256usize.saturating_sub(f.msg_controllen as usize);

@@ -75,8 +75,11 @@ impl Queued {
         )?;
         let data = Arc::new(PATTERN.bytes(spec.len));
         let plan = SendPlan::whole(spec.len, spec.chunk, spec.zc_sender, Ending::Open);
-        let sent = sender::join(sender::spawn(conn.sender, data, plan))?;
+        let mut sent = sender::join(sender::spawn(conn.sender, data, plan))?;
         sender::wait_queued(&conn.receiver, spec.len as u32, ARRIVAL)?;
+        // Every byte is queued at the receiver: delivered, so (copied on local delivery)
+        // every id is owed now.
+        sender::settle(&mut sent)?;
         Ok(Queued {
             net,
             receiver: conn.receiver,
@@ -177,6 +180,8 @@ pub fn answer(r: &io::Result<ZcReply>, inq_known: bool) -> Answer {
             skip: rep.fields.recv_skip_hint,
             copied: rep.fields.copybuf_len,
             inq_after: inq_known.then_some(rep.fields.inq),
+            err: (rep.optlen >= harness::sys::tcp_zc_receive::field_end::ERR as i32)
+                .then_some(rep.fields.err),
         },
         Err(e) => Answer::Err {
             errno: e.raw_os_error().unwrap_or(0),
@@ -196,4 +201,36 @@ pub fn show(r: &io::Result<ZcReply>) -> String {
         }
         Err(e) => crate::probes::io_errno(e),
     }
+}
+
+/// The oracle on one call at the start of `map` with nothing else arriving: `inq` queued
+/// before it (SIOCINQ), `fin` whether the peer's FIN is in, no copy buffer. A wrong answer
+/// is `fail` with `log` (which should already hold the call).
+pub fn judge_own(
+    map: &SocketMapping,
+    requested: u32,
+    inq: u32,
+    fin: bool,
+    r: &io::Result<ZcReply>,
+    log: &[String],
+) -> Result<crate::model::zc_receive::Seen> {
+    use crate::model::zc_receive::{check, Call, CopyBuf, Region};
+    let optlen = r.as_ref().map(|rep| rep.optlen).unwrap_or(0);
+    let call = Call {
+        page: socket_mmap::page_size() as u32,
+        misalignment: 0,
+        region: Region::Own {
+            room: map.len() as u64,
+        },
+        requested,
+        copybuf: CopyBuf::NONE,
+        listening: false,
+        inq,
+        fin,
+    };
+    check(
+        &call,
+        &answer(r, optlen >= tcp_zc_receive::field_end::INQ as i32),
+    )
+    .map_err(|v| fail_with(v.to_string(), log.join("\n")))
 }

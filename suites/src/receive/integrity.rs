@@ -197,6 +197,8 @@ fn run(ctx: &mut Ctx, path: Path) -> Result<Verdict> {
         mapped += s.mapped;
     }
     let streams: u32 = shares.values().map(|s| s.streams).sum();
+    let predicted = mapping_predicted(&net, path, optlen)?;
+    ctx.observe_timing("mapped_where_predicted", &predicted);
     ctx.observe_timing("mapped_by_class", &shares);
     ctx.observe("struct_optlen", optlen);
     Ok(Verdict::pass(format!(
@@ -207,6 +209,52 @@ fn run(ctx: &mut Ctx, path: Path) -> Result<Verdict> {
             mapped as f64 * 100.0 / bytes as f64
         }
     )))
+}
+
+/// The stream where the model predicts mapping: a MSG_ZEROCOPY sender writing whole pages
+/// from page-aligned memory, segments that carry whole pages (the aligned MTU), a receiver
+/// that asks for 64 pages at a time with no copy buffer. At least half of it must come
+/// through the mapping; otherwise the property could pass with nothing mapped at all.
+const PREDICTED_MIN_PER_MILLE: u64 = 500;
+
+fn mapping_predicted(net: &RxNet, path: Path, optlen: i32) -> Result<String> {
+    require_mapped(net, path, optlen, &predicted_stream())
+}
+
+fn predicted_stream() -> Stream {
+    Stream {
+        family: Family::V4,
+        seg: Sizing::AlignedMtu,
+        zc_sender: true,
+        pattern: Pattern::Stamped { seed: 0x5eed },
+        size: 1 << 20,
+        chunk: 64 * 4096,
+        request_pages: 64,
+        copybuf: 0,
+        unmap: Unmap::Kernel,
+    }
+}
+
+/// Receives `s` and demands that a real share of it was mapped; returns the share, in tens
+/// of percent (the exact figure varies from run to run).
+fn require_mapped(net: &RxNet, path: Path, optlen: i32, s: &Stream) -> Result<String> {
+    let got = one_stream(net, path, optlen, s)?;
+    let mapped = got.received_by(Source::Mapped);
+    let per_mille = mapped * 1000 / s.size as u64;
+    let shown = format!(
+        "{mapped} of {} bytes mapped ({}.{} %) from a MSG_ZEROCOPY sender over the aligned MTU",
+        s.size,
+        per_mille / 10,
+        per_mille % 10
+    );
+    if per_mille < PREDICTED_MIN_PER_MILLE {
+        return Err(fail_with(
+            format!("where the model predicts mapping, only {shown}"),
+            format!("stream {s:?}"),
+        ));
+    }
+    let decile = (per_mille / 100).min(9) * 10;
+    Ok(format!("{decile}-{} % mapped", decile + 10))
 }
 
 /// Sends one stream and receives it through the reference loop; returns the checker.
@@ -245,7 +293,7 @@ fn one_stream(net: &RxNet, path: Path, optlen: i32, s: &Stream) -> Result<Stream
     let tx = sender::spawn(conn.sender, data, plan);
     let mut check = StreamCheck::new(s.pattern, s.size as u64);
     let received = rx_loop::receive(&conn.receiver, &map, &cfg, &mut check);
-    let sent = sender::join(tx)?;
+    let mut sent = sender::join(tx)?;
     let t = received?;
     anyhow::ensure!(
         sent.bytes == s.size as u64,
@@ -274,5 +322,32 @@ fn one_stream(net: &RxNet, path: Path, optlen: i32, s: &Stream) -> Result<Stream
             format!("last calls:\n{}", t.tail.join("\n")),
         )
     })?;
+    sender::settle(&mut sent)?;
     Ok(check)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The requirement can fail: the same stream from a plain sender maps nothing.
+    #[test]
+    fn a_stream_that_maps_nothing_fails_the_requirement() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root for namespaces");
+            return;
+        }
+        let net = RxNet::new(Path::Loopback).expect("net");
+        let optlen = struct_len();
+        let plain = Stream {
+            zc_sender: false,
+            ..predicted_stream()
+        };
+        let e = require_mapped(&net, Path::Loopback, optlen, &plain).unwrap_err();
+        let v = crate::outcome::verdict_of_error(e);
+        assert_eq!(v.outcome, crate::outcome::Outcome::Fail, "{v:?}");
+        let shown = require_mapped(&net, Path::Loopback, optlen, &predicted_stream())
+            .expect("the predicted stream maps");
+        assert!(shown.ends_with("% mapped"), "{shown}");
+    }
 }

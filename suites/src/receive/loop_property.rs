@@ -150,7 +150,7 @@ fn one(net: &RxNet, optlen: i32, s: &Shape) -> Result<String> {
     let tx = sender::spawn(conn.sender, data, plan);
     let mut check = StreamCheck::new(s.pattern, total as u64);
     let got = rx_loop::receive(&conn.receiver, &map, &cfg, &mut check);
-    let sent = sender::join(tx)?;
+    let mut sent = sender::join(tx)?;
     let t = got?;
     let received = check.position();
     let evidence = |what: &str| {
@@ -191,6 +191,7 @@ fn one(net: &RxNet, optlen: i32, s: &Shape) -> Result<String> {
             check.finish().map_err(|v| {
                 fail_with(format!("EIO before the whole stream: {v}"), evidence(""))
             })?;
+            sender::settle(&mut sent)?;
         }
         Ending::Reset | Ending::Open => {
             let resets = t

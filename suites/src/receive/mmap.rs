@@ -18,7 +18,7 @@ use super::net::{ConnOpts, Path};
 use super::probes::{struct_len, ZC_RECEIVE};
 use crate::case::{Area, Case, Ctx};
 use crate::model::zc_receive::{check, Call, CopyBuf, Region};
-use crate::outcome::{expect, fail, fail_with, Verdict};
+use crate::outcome::{expect, fail, fail_with, unsupported, Verdict};
 use crate::probes::{io_errno, NET_ADMIN};
 
 pub fn cases() -> Vec<Case> {
@@ -130,6 +130,7 @@ fn write_refused(ctx: &mut Ctx) -> Result<Verdict> {
     ];
     let mut log = Vec::new();
     for (name, prot, sharing) in tries {
+        map_control(&conn.receiver, sharing, &mut log)?;
         let got = try_map(&conn.receiver, prot, sharing, 0);
         log.push(format!("mmap({name}, MAP_{sharing:?}): {got}"));
         if !got.starts_with("EPERM") {
@@ -151,6 +152,13 @@ fn mprotect_refused(ctx: &mut Ctx) -> Result<Verdict> {
     let mut log = Vec::new();
     for sharing in [Sharing::Shared, Sharing::Private] {
         let m = SocketMapping::new(conn.receiver.as_fd(), LEN, Prot::PROT_READ, sharing, 0)?;
+        // The control: the same mprotect call with PROT_READ, what the mapping already has.
+        if let Err(e) = m.mprotect(Prot::PROT_READ) {
+            return Err(unsupported(format!(
+                "control mprotect(PROT_READ) of a MAP_{sharing:?} TCP socket mapping: {}",
+                io_errno(&e)
+            )));
+        }
         for (name, prot) in [
             ("PROT_READ|PROT_WRITE", Prot::PROT_READ | Prot::PROT_WRITE),
             ("PROT_READ|PROT_EXEC", Prot::PROT_READ | Prot::PROT_EXEC),
@@ -183,9 +191,26 @@ fn mprotect_refused(ctx: &mut Ctx) -> Result<Verdict> {
     ))
 }
 
+/// The control of a refused mmap: PROT_READ, same socket, same sharing, must be accepted.
+fn map_control(s: &Socket, sharing: Sharing, log: &mut Vec<String>) -> Result<()> {
+    let got = try_map(s, Prot::PROT_READ, sharing, 0);
+    log.push(format!("control mmap(PROT_READ, MAP_{sharing:?}): {got}"));
+    if got != "0" {
+        return Err(unsupported(format!(
+            "control mmap(PROT_READ, MAP_{sharing:?}) of a connected TCP socket gave {got}: \
+             the kernel maps no TCP socket, so a refusal proves nothing"
+        )));
+    }
+    Ok(())
+}
+
 fn udp_refused(ctx: &mut Ctx) -> Result<Verdict> {
     let ns = harness::NetNs::new("udp")?;
     let udp = sockets::socket_in(&ns, Family::V4, Proto::Udp)?;
+    // The control: the same mmap of a connected TCP socket is accepted.
+    let (_net, conn) = connected()?;
+    let mut log = Vec::new();
+    map_control(&conn.receiver, Sharing::Shared, &mut log)?;
     let got = try_map(&udp, Prot::PROT_READ, Sharing::Shared, 0);
     expect(got.starts_with("ENODEV"), || {
         format!("mmap(PROT_READ, MAP_SHARED) of a UDP socket gave {got}, not ENODEV")
@@ -238,6 +263,34 @@ fn listener(ctx: &mut Ctx) -> Result<Verdict> {
         log.push(format!("address base+{misalignment}: {shown}"));
         check(&call, &super::fixture::answer(&r, false))
             .map_err(|v| fail_with(v.to_string(), log.join("\n")))?;
+    }
+    // The control: the same aligned call on a connected socket, on its own mapping, is
+    // accepted; only the listening state differs.
+    let conn = net.connect(Family::V4, ConnOpts::default())?;
+    let m = SocketMapping::new(
+        conn.receiver.as_fd(),
+        LEN,
+        Prot::PROT_READ,
+        Sharing::Shared,
+        0,
+    )
+    .map_err(|e| {
+        unsupported(format!(
+            "control mmap of a connected socket: {}",
+            io_errno(&e)
+        ))
+    })?;
+    let r = ZcCall::new(m.addr(), page).call(conn.receiver.as_fd(), struct_len());
+    log.push(format!(
+        "control, connected socket, its mapping: {}",
+        super::fixture::show(&r)
+    ));
+    if let Err(e) = &r {
+        return Err(unsupported(format!(
+            "control call on a connected socket with an aligned address gave {}: the \
+             listener's refusals prove nothing",
+            io_errno(e)
+        )));
     }
     ctx.observe("calls", &log);
     Ok(Verdict::pass(

@@ -16,16 +16,14 @@ use std::collections::BTreeMap;
 use std::os::fd::AsFd;
 
 use anyhow::Result;
-use harness::sockets::{self, Family, Proto};
 use harness::sys::socket_mmap;
 use harness::sys::tcp_zc_receive::{field_end, ZcCall, ZcReply, STRUCT_LEN, TCP_CMSG_TS};
 use serde::Serialize;
-use socket2::Socket;
 
 use super::fixture::{Queued, Spec};
 use super::probes::{struct_len, ZC_MSG_CONTROL, ZC_RECEIVE};
 use crate::case::{Area, Case, Ctx};
-use crate::outcome::{fail_with, Verdict};
+use crate::outcome::{fail_with, unsupported, Verdict};
 use crate::probes::{errno_name, io_errno, NET_ADMIN};
 
 pub fn cases() -> Vec<Case> {
@@ -174,6 +172,12 @@ fn ladder(ctx: &mut Ctx) -> Result<Verdict> {
             "no optlen at all was accepted, not even 16 (the 4.18 struct)".into(),
         ));
     }
+    if let Some((l, r)) = replies.iter().find(|(l, r)| r.optlen > **l) {
+        return Err(bad(format!(
+            "optlen {l} was written back as {}, larger than what was passed",
+            r.optlen
+        )));
+    }
     for (l, out) in &oversize {
         if *out != size {
             return Err(bad(format!(
@@ -320,133 +324,226 @@ fn ranges(v: &[i32]) -> String {
     out.join(", ")
 }
 
-fn unconnected() -> Result<(harness::NetNs, Socket)> {
-    let ns = harness::NetNs::new("zc-optlen")?;
-    let s = sockets::socket_in(&ns, Family::V4, Proto::Tcp)?;
-    Ok((ns, s))
+/// The socket every negative check calls on: connected, [`QUEUED`] bytes queued (less than a
+/// page, so no call consumes anything and every call sees the same socket) and a real
+/// two-page mapping. Kernels before 5.11 look up the mapping before anything else, so a call
+/// with address 0 or on an unconnected socket would be refused for that reason alone.
+struct Target {
+    q: Queued,
+    map: harness::sys::socket_mmap::SocketMapping,
 }
 
-fn nonzero_tail(ctx: &mut Ctx) -> Result<Verdict> {
-    let (_ns, s) = unconnected()?;
-    let size = struct_len() as usize;
-    let mut log = Vec::new();
-    let mut any_oversize_accepted = false;
-    for optlen in [size + 4, 128, socket_mmap::page_size()] {
-        let tail_len = optlen - STRUCT_LEN.min(optlen);
-        let zero = ZcCall::new(0, 0)
-            .tail(vec![0u8; tail_len])
-            .call(s.as_fd(), optlen as i32);
-        let zero_shown = zero
-            .as_ref()
-            .map(|r| format!("0, optlen -> {}", r.optlen))
-            .unwrap_or_else(io_errno);
-        any_oversize_accepted |= zero.is_ok();
-        let mut tail = vec![0u8; tail_len];
-        if let Some(last) = tail.last_mut() {
-            *last = 1;
-        }
-        let nonzero = ZcCall::new(0, 0).tail(tail).call(s.as_fd(), optlen as i32);
-        let shown = nonzero
-            .as_ref()
-            .map(|r| format!("0, optlen -> {}", r.optlen))
-            .unwrap_or_else(io_errno);
-        log.push(format!(
-            "optlen {optlen}: zero tail {zero_shown}; last byte 1: {shown}"
-        ));
-        if !matches!(&nonzero, Err(e) if e.raw_os_error() == Some(libc::EINVAL)) {
-            return Err(fail_with(
-                format!(
-                    "optlen {optlen} with a non-zero byte past the {size}-byte struct gave {shown}, not EINVAL"
-                ),
-                log.join("\n"),
-            ));
-        }
+impl Target {
+    fn new() -> Result<Self> {
+        let q = Queued::new(Spec {
+            zc_sender: false,
+            ..Spec::mappable(QUEUED as usize)
+        })?;
+        let map = q.map(2)?;
+        Ok(Target { q, map })
     }
-    ctx.observe("calls", &log);
-    Ok(Verdict::pass(if any_oversize_accepted {
-        "a non-zero tail past the struct is refused; a zero one is accepted"
-    } else {
-        "every optlen past the struct is refused, zero tail or not"
-    }))
+
+    /// A call on the mapping; nothing can be mapped (less than a page is queued).
+    fn call(&self) -> ZcCall<'static> {
+        ZcCall::new(self.map.addr(), self.map.len() as u32)
+    }
+
+    fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.q.receiver.as_fd()
+    }
 }
 
-fn refused_with_einval(
-    s: &Socket,
+fn shown(r: &std::io::Result<ZcReply>) -> String {
+    r.as_ref()
+        .map(|r| {
+            format!(
+                "0 (optlen -> {}, msg_flags out {:#x})",
+                r.optlen, r.fields.msg_flags
+            )
+        })
+        .unwrap_or_else(io_errno)
+}
+
+/// The positive control of a negative check: the same call on the same socket and mapping
+/// with only the varied field restored must succeed, or the negative answer would prove
+/// nothing. A refused control is `unsupported` (EINVAL, EOPNOTSUPP, ENOPROTOOPT: the kernel
+/// does not take this call at all) naming the control, else `error`. An optlen written back
+/// larger than the one passed is a `fail`.
+fn control(
+    t: &Target,
     what: &str,
-    make: impl Fn() -> ZcCall<'static>,
+    mut call: ZcCall<'static>,
+    optlen: i32,
+    log: &mut Vec<String>,
+) -> Result<ZcReply> {
+    let r = call.call(t.fd(), optlen);
+    log.push(format!("control, {what}, optlen {optlen}: {}", shown(&r)));
+    if r.is_ok() {
+        // An accepted control is still an answer: the oracle judges it (a hint of what is
+        // queued, nothing mapped, inq and err as they must be).
+        super::fixture::judge_own(&t.map, t.map.len() as u32, QUEUED, false, &r, log)?;
+    }
+    match r {
+        Ok(rep) if rep.optlen > optlen => Err(fail_with(
+            format!(
+                "the control call ({what}) wrote back optlen {}, larger than the {optlen} passed",
+                rep.optlen
+            ),
+            log.join("\n"),
+        )),
+        Ok(rep) => Ok(rep),
+        Err(e) => match e.raw_os_error() {
+            Some(libc::EINVAL | libc::EOPNOTSUPP | libc::ENOPROTOOPT) => Err(unsupported(format!(
+                "control call ({what}, optlen {optlen}, connected socket, real mapping) refused \
+                 with {}: the negative check would prove nothing",
+                io_errno(&e)
+            ))),
+            _ => Err(anyhow::anyhow!(
+                "the control call ({what}, optlen {optlen}) failed: {}; calls:\n{}",
+                io_errno(&e),
+                log.join("\n")
+            )),
+        },
+    }
+}
+
+/// The negative check: the call with the varied field must be refused with EINVAL.
+fn refused_with_einval(
+    t: &Target,
+    what: &str,
+    mut call: ZcCall<'static>,
+    optlen: i32,
     log: &mut Vec<String>,
 ) -> Result<()> {
-    let r = make().call(s.as_fd(), STRUCT_LEN as i32);
-    let shown = r
-        .as_ref()
-        .map(|r| format!("0 (msg_flags out {:#x})", r.fields.msg_flags))
-        .unwrap_or_else(io_errno);
-    log.push(format!("{what}: {shown}"));
+    let r = call.call(t.fd(), optlen);
+    let got = shown(&r);
+    log.push(format!("{what}, optlen {optlen}: {got}"));
     if !matches!(&r, Err(e) if e.raw_os_error() == Some(libc::EINVAL)) {
         return Err(fail_with(
-            format!("{what} gave {shown}, not EINVAL"),
+            format!("{what} gave {got}, not EINVAL"),
             log.join("\n"),
         ));
     }
     Ok(())
 }
 
-fn accepted(s: &Socket, what: &str, call: ZcCall<'static>, log: &mut Vec<String>) -> Result<u32> {
-    let mut call = call;
-    let r = call.call(s.as_fd(), STRUCT_LEN as i32);
-    log.push(format!(
-        "{what}: {}",
-        r.as_ref()
-            .map(|r| format!("0 (msg_flags out {:#x})", r.fields.msg_flags))
-            .unwrap_or_else(io_errno)
-    ));
-    match r {
-        Ok(rep) => Ok(rep.fields.msg_flags),
-        Err(e) => Err(fail_with(
-            format!("{what} was refused: {}", io_errno(&e)),
-            log.join("\n"),
-        )),
-    }
-}
-
-fn reserved(ctx: &mut Ctx) -> Result<Verdict> {
-    let (_ns, s) = unconnected()?;
+fn nonzero_tail(ctx: &mut Ctx) -> Result<Verdict> {
+    let t = Target::new()?;
+    let size = struct_len() as usize;
     let mut log = Vec::new();
-    accepted(&s, "reserved 0", ZcCall::new(0, 0), &mut log)?;
-    for v in [1u32, 0x8000_0000, u32::MAX] {
+    for optlen in [size + 4, 128, socket_mmap::page_size()] {
+        let tail_len = optlen - STRUCT_LEN.min(optlen);
+        let rep = control(
+            &t,
+            "all-zero tail",
+            t.call().tail(vec![0u8; tail_len]),
+            optlen as i32,
+            &mut log,
+        )?;
+        if rep.optlen != size as i32 {
+            return Err(fail_with(
+                format!(
+                    "optlen {optlen} with a zero tail was written back as {}, not the {size}-byte struct",
+                    rep.optlen
+                ),
+                log.join("\n"),
+            ));
+        }
+        let mut tail = vec![0u8; tail_len];
+        if let Some(last) = tail.last_mut() {
+            *last = 1;
+        }
         refused_with_einval(
-            &s,
-            &format!("reserved {v:#x}"),
-            || ZcCall::new(0, 0).reserved(v),
+            &t,
+            &format!("a non-zero byte past the {size}-byte struct"),
+            t.call().tail(tail),
+            optlen as i32,
             &mut log,
         )?;
     }
     ctx.observe("calls", &log);
     Ok(Verdict::pass(
-        "reserved must be zero: 3 non-zero values refused",
+        "a non-zero tail past the struct is refused; the same call with a zero tail is accepted \
+         and optlen rewritten to the struct size",
+    ))
+}
+
+fn reserved(ctx: &mut Ctx) -> Result<Verdict> {
+    let t = Target::new()?;
+    let mut log = Vec::new();
+    for v in [1u32, 0x8000_0000, u32::MAX] {
+        control(&t, "reserved 0", t.call(), STRUCT_LEN as i32, &mut log)?;
+        refused_with_einval(
+            &t,
+            &format!("reserved {v:#x}"),
+            t.call().reserved(v),
+            STRUCT_LEN as i32,
+            &mut log,
+        )?;
+    }
+    ctx.observe("calls", &log);
+    Ok(Verdict::pass(
+        "reserved must be zero: 3 non-zero values refused, the same call with 0 accepted",
     ))
 }
 
 fn msg_flags(ctx: &mut Ctx) -> Result<Verdict> {
-    let (_ns, s) = unconnected()?;
+    let t = Target::new()?;
     let mut log = Vec::new();
     for v in [1u32, 4, 0x8000_0000, !TCP_CMSG_TS] {
+        control(&t, "msg_flags 0", t.call(), STRUCT_LEN as i32, &mut log)?;
         refused_with_einval(
-            &s,
+            &t,
             &format!("msg_flags {v:#x}"),
-            || ZcCall::new(0, 0).msg_flags(v),
+            t.call().msg_flags(v),
+            STRUCT_LEN as i32,
             &mut log,
         )?;
     }
-    let out = accepted(
-        &s,
-        "msg_flags TCP_CMSG_TS",
-        ZcCall::new(0, 0).msg_flags(TCP_CMSG_TS),
-        &mut log,
-    )?;
-    ctx.observe("msg_flags_out_without_timestamps", out);
+    // TCP_CMSG_TS is itself a promise of this case, not only a control: refused next to an
+    // accepted msg_flags 0, it is a fail.
+    let mut ts = t.call().msg_flags(TCP_CMSG_TS);
+    let r = ts.call(t.fd(), STRUCT_LEN as i32);
+    log.push(format!("msg_flags TCP_CMSG_TS: {}", shown(&r)));
+    let out = r.map_err(|e| {
+        fail_with(
+            format!(
+                "msg_flags TCP_CMSG_TS was refused ({}) although msg_flags 0 was accepted",
+                io_errno(&e)
+            ),
+            log.join("\n"),
+        )
+    })?;
+    ctx.observe("msg_flags_out_without_timestamps", out.fields.msg_flags);
     ctx.observe("calls", &log);
     Ok(Verdict::pass(
-        "unknown msg_flags bits refused with EINVAL; TCP_CMSG_TS accepted",
+        "unknown msg_flags bits refused with EINVAL (each next to an accepted msg_flags 0); \
+         TCP_CMSG_TS accepted",
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::{verdict_of_error, Outcome};
+
+    /// The control and the negative check each refuse a wrong answer on the real kernel: a
+    /// control that the kernel refuses (a misaligned address) is `unsupported`, never a
+    /// pass, and a negative check whose call is accepted is `fail`.
+    #[test]
+    fn controls_and_negative_checks_can_fail() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root for a namespace");
+            return;
+        }
+        let t = Target::new().expect("target");
+        let mut log = Vec::new();
+        let broken = ZcCall::new(t.map.addr() + 1, 4096);
+        let e = control(&t, "misaligned", broken, STRUCT_LEN as i32, &mut log).unwrap_err();
+        assert_eq!(verdict_of_error(e).outcome, Outcome::Unsupported);
+        let e = refused_with_einval(&t, "a valid call", t.call(), STRUCT_LEN as i32, &mut log)
+            .unwrap_err();
+        assert_eq!(verdict_of_error(e).outcome, Outcome::Fail);
+        control(&t, "valid", t.call(), STRUCT_LEN as i32, &mut log).expect("the valid control");
+    }
 }

@@ -19,6 +19,7 @@ use serde::Serialize;
 use socket2::Socket;
 
 use crate::model::stream::{Source, StreamCheck};
+use crate::model::zc_receive::{check_in_flight, CopyBuf, InFlight};
 use crate::outcome::fail_with;
 use crate::probes::errno_name;
 
@@ -136,6 +137,9 @@ pub fn receive(
             }
             call.call(fd, cfg.optlen)
         };
+        if reply.is_ok() {
+            judge_call(sock, map, cfg, request, copy.len(), &reply, &t)?;
+        }
         let f = match reply {
             Ok(r) => r.fields,
             Err(e) => {
@@ -275,6 +279,42 @@ pub fn receive(
             }
         }
     }
+}
+
+/// The per-call oracle for a loop whose queue may still grow (`model::zc_receive::
+/// check_in_flight`): `err`, whole pages within the request, the copy, and `recv_skip_hint`
+/// and `inq` against SIOCINQ read right after the call.
+fn judge_call(
+    sock: &Socket,
+    map: &SocketMapping,
+    cfg: &RxConfig,
+    request: u32,
+    copybuf: usize,
+    reply: &std::io::Result<harness::sys::tcp_zc_receive::ZcReply>,
+    t: &Transcript,
+) -> Result<()> {
+    let queued_after = harness::sys::tcp_zc_receive::queued_in(sock.as_fd()).context("SIOCINQ")?;
+    let call = InFlight {
+        page: harness::sys::socket_mmap::page_size() as u32,
+        requested: request,
+        room: map.len() as u64,
+        copybuf: CopyBuf {
+            len: copybuf as i32,
+            faults: false,
+        },
+        queued_after,
+    };
+    let inq_asked = cfg.optlen >= harness::sys::tcp_zc_receive::field_end::INQ as i32;
+    check_in_flight(&call, &super::fixture::answer(reply, inq_asked)).map_err(|v| {
+        fail_with(
+            v.to_string(),
+            format!(
+                "this call: {}; SIOCINQ after it: {queued_after}; earlier calls:\n{}",
+                super::fixture::show(reply),
+                t.tail.join("\n")
+            ),
+        )
+    })
 }
 
 fn accept(check: &mut StreamCheck, source: Source, bytes: &[u8], t: &Transcript) -> Result<()> {

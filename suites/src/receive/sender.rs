@@ -12,9 +12,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use harness::sys::errqueue;
+use harness::sys::errqueue::{self, Completion};
 use harness::sys::zerocopy::{self, MSG_ZEROCOPY};
 use socket2::Socket;
+
+use crate::model::completions::{check, IdWindow};
+use crate::outcome::fail_with;
 
 /// One burst: `len` bytes, then a pause.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,11 +72,16 @@ pub struct Sent {
     /// Zero-copy ids the calls took and ids reported complete.
     pub zc_ids: u64,
     pub zc_completed: u64,
-    /// The socket, for [`Ending::Open`].
+    /// Every zero-copy notification read, in arrival order (each checked against the ids the
+    /// calls took: none outside the window, backwards or reported twice).
+    pub zc_reported: Vec<Completion>,
+    /// The socket, for [`Ending::Open`] and [`Ending::Fin`] (so [`settle`] can read the
+    /// notifications still owed).
     pub socket: Option<Socket>,
 }
 
-/// How long the sender waits for completions it is owed before giving up on them.
+/// How long the sender waits, after its FIN, for completions it is owed; [`settle`] waits
+/// as long again once the receiver has read everything.
 const COMPLETION_WAIT: Duration = Duration::from_secs(3);
 
 /// Starts sending `data` (at least `plan.total()` bytes) on `sock`.
@@ -97,6 +105,7 @@ fn send(sock: Socket, data: &[u8], plan: &SendPlan) -> Result<Sent> {
         calls: 0,
         zc_ids: 0,
         zc_completed: 0,
+        zc_reported: Vec::new(),
         socket: None,
     };
     let mut pos = 0usize;
@@ -120,7 +129,7 @@ fn send(sock: Socket, data: &[u8], plan: &SendPlan) -> Result<Sent> {
                 }
             }
             if plan.zc {
-                sent.zc_completed += completed(&errqueue::drain(fd)?);
+                take_notifications(&mut sent, &errqueue::drain(fd)?)?;
             }
         }
         if burst.pause_ms > 0 {
@@ -136,8 +145,9 @@ fn send(sock: Socket, data: &[u8], plan: &SendPlan) -> Result<Sent> {
                 let deadline = Instant::now() + COMPLETION_WAIT;
                 while sent.zc_completed < sent.zc_ids && Instant::now() < deadline {
                     errqueue::wait_err(fd, Duration::from_millis(20))?;
-                    sent.zc_completed += completed(&errqueue::drain(fd)?);
+                    take_notifications(&mut sent, &errqueue::drain(fd)?)?;
                 }
+                sent.socket = Some(sock);
             }
         }
         Ending::Reset => {
@@ -150,16 +160,70 @@ fn send(sock: Socket, data: &[u8], plan: &SendPlan) -> Result<Sent> {
     Ok(sent)
 }
 
+/// Once every id the zero-copy calls took is owed (the receiver has read a FIN-ended stream
+/// to its end; or, over loopback, the data was delivered, since local delivery copies and
+/// completes at once), reads what is still missing (bounded) and fails on a gap, that is a
+/// lost notification. Nothing to do for a plain sender. The socket stays in `sent`.
+pub fn settle(sent: &mut Sent) -> Result<()> {
+    if sent.zc_ids == 0 {
+        return Ok(());
+    }
+    let Some(sock) = sent.socket.take() else {
+        return Ok(());
+    };
+    let missing = sent.zc_ids.saturating_sub(sent.zc_completed);
+    if missing > 0 {
+        let (entries, _) = errqueue::collect_until(sock.as_fd(), COMPLETION_WAIT, |got| {
+            got.iter()
+                .filter_map(|e| e.completion())
+                .map(|c| c.hi.wrapping_sub(c.lo) as u64 + 1)
+                .sum::<u64>()
+                >= missing
+        })?;
+        take_notifications(sent, &entries)?;
+    }
+    sent.socket = Some(sock);
+    check(IdWindow::new(0, sent.zc_ids), &sent.zc_reported, true).map_err(|v| {
+        fail_with(
+            format!("the MSG_ZEROCOPY sender's notifications, once the stream was read: {v}"),
+            format!(
+                "{} zero-copy calls; notifications in arrival order: {:?}",
+                sent.zc_ids, sent.zc_reported
+            ),
+        )
+    })?;
+    Ok(())
+}
+
 fn is_gone(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EPIPE) | Some(libc::ECONNRESET))
 }
 
-fn completed(entries: &[errqueue::ErrQueueEntry]) -> u64 {
-    entries
-        .iter()
-        .filter_map(|e| e.completion())
-        .map(|c| c.hi.wrapping_sub(c.lo) as u64 + 1)
-        .sum()
+/// Adds the notifications of `entries` (already validated whole by the reader) to `sent`
+/// and checks every one read so far against the window of ids the calls took (a fresh
+/// socket: ids from 0). Completions may still be in flight, so a gap is not judged here.
+fn take_notifications(sent: &mut Sent, entries: &[errqueue::ErrQueueEntry]) -> Result<()> {
+    for e in entries {
+        let Some(c) = e.completion() else {
+            return Err(fail_with(
+                "the MSG_ZEROCOPY sender's error queue held something that is not a \
+                 zero-copy notification",
+                format!("{e:?}"),
+            ));
+        };
+        sent.zc_reported.push(c);
+    }
+    let stats = check(IdWindow::new(0, sent.zc_ids), &sent.zc_reported, false).map_err(|v| {
+        fail_with(
+            format!("the MSG_ZEROCOPY sender's notifications: {v}"),
+            format!(
+                "{} zero-copy calls; notifications in arrival order: {:?}",
+                sent.zc_ids, sent.zc_reported
+            ),
+        )
+    })?;
+    sent.zc_completed = stats.ids;
+    Ok(())
 }
 
 /// Waits until `sock` has at least `n` bytes queued, or `timeout` passes.

@@ -29,10 +29,12 @@ use std::os::fd::AsFd;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use harness::netstat::{self, Counters};
 use harness::sockets::{self, Family, Proto};
 use harness::sys::errqueue::{self, Completion, ErrQueueEntry};
 use harness::sys::sockopt;
 use harness::sys::zerocopy;
+use harness::topology::{Exit, Forward};
 use serde::Serialize;
 use socket2::Socket;
 
@@ -262,8 +264,10 @@ fn is_timestamp(e: &ErrQueueEntry) -> bool {
 /// `invert` swaps the promises "copied" and "not copied" (for the selftest only).
 fn cell(ctx: &mut Ctx, v: Variant, tstamp: bool, invert: bool) -> Result<Verdict> {
     pin_to_one_cpu()?;
-    let net = v.build()?;
+    let (net, router) = build(v)?;
     let conn = net.connect(true)?;
+    let watch = PathWatch::start(v, &net, router.as_ref())?;
+    let (mut datagrams, mut payload) = (0u64, 0u64);
     let _sink = conn.sink()?;
     let mss = match v.proto {
         Proto::Tcp => {
@@ -294,7 +298,9 @@ fn cell(ctx: &mut Ctx, v: Variant, tstamp: bool, invert: bool) -> Result<Verdict
             let n = zc_send(&conn.sender, &buf[..shot.len], more)
                 .with_context(|| format!("sending {} bytes over {}", shot.len, v.tag()))?;
             anyhow::ensure!(n == shot.len, "sent {n} of {} bytes", shot.len);
+            payload += n as u64;
         }
+        datagrams += 1;
         let entries = await_ids(&conn.sender, shot.parts as u64)?;
         timestamps += entries.iter().filter(|e| is_timestamp(e)).count();
         let got = one_shot(&entries, next, shot.parts as u64, &rows)?;
@@ -311,6 +317,24 @@ fn cell(ctx: &mut Ctx, v: Variant, tstamp: bool, invert: bool) -> Result<Verdict
             judgement,
         });
     }
+    // The path is a premise of the table: it must have been taken.
+    let path = watch.finish(datagrams, payload)?;
+    // Only what is deterministic goes in the report (the exact deltas vary with ARP, ND
+    // and ACK traffic).
+    ctx.observe(
+        "path",
+        format!(
+            "{} in {} moved by at least the {} {}",
+            path.counter,
+            path.namespace,
+            path.needed,
+            if path.per_datagram {
+                "datagrams"
+            } else {
+                "payload bytes"
+            }
+        ),
+    );
     let table = || serde_json::to_string_pretty(&rows).unwrap_or_default();
     if let Some(bad) = rows.iter().find(|r| r.judgement == Judgement::Violated) {
         return Err(fail_with(
@@ -370,6 +394,129 @@ fn cell(ctx: &mut Ctx, v: Variant, tstamp: bool, invert: bool) -> Result<Verdict
         observed.len(),
         quirks.len()
     )))
+}
+
+/// Builds `v`'s topology; for a router path also returns the router's namespace, whose
+/// forwarding counters prove the path.
+fn build(v: Variant) -> Result<(super::flow::Net, Option<harness::NetNs>)> {
+    let exit = match v.path {
+        Path::Forward => Exit::Delivered,
+        Path::ForwardDead => Exit::PeerDown,
+        _ => return Ok((v.build()?, None)),
+    };
+    let fwd = Forward::new(exit)?;
+    let router = fwd.router.clone();
+    Ok((
+        super::flow::Net {
+            topo: Box::new(fwd),
+            variant: v,
+        },
+        Some(router),
+    ))
+}
+
+/// The counter that shows a path was taken, read before and after a cell's sends:
+/// * a router out of a dead link: the router forwarded every datagram (`Ip: ForwDatagrams`,
+///   `Ip6OutForwDatagrams`);
+/// * a veth whose peer is down: the sender's veth dropped every datagram at transmit (its TX
+///   drops in /proc/net/dev);
+/// * a delivering path: the receiver's namespace took in at least the payload's bytes
+///   (`IpExt: InOctets`, `Ip6InOctets`).
+///
+/// A counter that did not move enough means the cell judged a path that was not taken: the
+/// suite's premise broke, so the case is `error` naming the counter, never a pass.
+struct PathWatch {
+    ns: harness::NetNs,
+    key: String,
+    what: &'static str,
+    /// Per datagram (true) or per payload byte (false).
+    per_datagram: bool,
+    before: Counters,
+}
+
+/// What the path's counter said, for the report.
+#[derive(Debug, Serialize)]
+struct PathProof {
+    counter: String,
+    namespace: &'static str,
+    delta: u64,
+    needed: u64,
+    per_datagram: bool,
+}
+
+impl PathWatch {
+    fn start(v: Variant, net: &super::flow::Net, router: Option<&harness::NetNs>) -> Result<Self> {
+        let v6 = v.family == Family::V6;
+        let (ns, key, what, per_datagram) = match v.path {
+            Path::ForwardDead => (
+                router.context("a router path without its router")?.clone(),
+                if v6 {
+                    "Ip6.Ip6OutForwDatagrams".to_string()
+                } else {
+                    "Ip.ForwDatagrams".to_string()
+                },
+                "the router forwarded every datagram",
+                true,
+            ),
+            Path::DeadEnd | Path::DeadEndSgOff => {
+                let h = net.topo.sender();
+                (
+                    h.ns.clone(),
+                    format!("dev.{}.tx_drop", h.ifname),
+                    "the sender's veth dropped every datagram at transmit",
+                    true,
+                )
+            }
+            _ => (
+                net.topo.receiver().ns.clone(),
+                if v6 {
+                    "Ip6.Ip6InOctets".to_string()
+                } else {
+                    "IpExt.InOctets".to_string()
+                },
+                "the receiver's namespace took in the payload",
+                false,
+            ),
+        };
+        let before = netstat::read(&ns)?;
+        anyhow::ensure!(
+            before.get(&key).is_some(),
+            "namespace {} has no counter {key}",
+            ns.name()
+        );
+        Ok(PathWatch {
+            ns,
+            key,
+            what,
+            per_datagram,
+            before,
+        })
+    }
+
+    fn finish(self, datagrams: u64, payload: u64) -> Result<PathProof> {
+        let after = netstat::read(&self.ns)?;
+        let delta = self.before.delta(&after, &self.key).unwrap_or(0);
+        let needed = if self.per_datagram {
+            datagrams
+        } else {
+            payload
+        };
+        anyhow::ensure!(
+            delta >= needed,
+            "the path was not taken: {} should show that {}, but it moved by {delta} for \
+             {needed} (namespace {})",
+            self.key,
+            self.what,
+            self.ns.name()
+        );
+        Ok(PathProof {
+            counter: self.key,
+            namespace: self.ns.name(),
+            delta,
+            needed,
+            per_datagram: self.per_datagram,
+        })
+    }
 }
 
 /// The notifications of one shot: well formed, covering exactly its ids `next..next+ids`.
@@ -506,10 +653,14 @@ fn merge(ctx: &mut Ctx, v: Variant) -> Result<Verdict> {
         log: Vec::new(),
     };
     let (dead, here) = (w.dead, w.here);
+    // The dead-end sends (three) must be dropped at the sender's veth, the path the
+    // uncopied code is expected on.
+    let watch = PathWatch::start(v, &net, None)?;
     let dead_code = w.single(dead, "dead end alone")?;
     let local_code = w.single(here, "local alone")?;
     let uncopied_first = w.pair(dead, here, "dead end, then local")?;
     let copied_first = w.pair(here, dead, "local, then dead end")?;
+    watch.finish(3, 0)?;
     ctx.observe("single_codes", (dead_code, local_code));
     ctx.observe("sequence", &w.log);
     let policy = if !dead_code && local_code {
@@ -542,4 +693,35 @@ fn merge(ctx: &mut Ctx, v: Variant) -> Result<Verdict> {
             .map(|p| format!("{p:?}"))
             .unwrap_or_else(|| "not classifiable on this kernel".into())
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A path that was not taken is refused: nothing sent through the router, the watch
+    /// names the forwarding counter and the case cannot pass.
+    #[test]
+    fn an_untaken_path_is_an_error_naming_the_counter() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root for namespaces");
+            return;
+        }
+        for (family, counter) in [
+            (Family::V4, "Ip.ForwDatagrams"),
+            (Family::V6, "Ip6.Ip6OutForwDatagrams"),
+        ] {
+            let v = Variant::new(Proto::Udp, family, Path::ForwardDead);
+            let (net, router) = build(v).expect("topology");
+            let watch = PathWatch::start(v, &net, router.as_ref()).expect("watch");
+            let e = watch.finish(1, 0).expect_err("nothing was forwarded");
+            let v = crate::outcome::verdict_of_error(e);
+            assert_eq!(v.outcome, crate::outcome::Outcome::Error);
+            assert!(v.reason.contains(counter), "{}", v.reason);
+        }
+        let v = Variant::new(Proto::Udp, Family::V4, Path::DeadEnd);
+        let (net, _) = build(v).expect("topology");
+        let watch = PathWatch::start(v, &net, None).expect("watch");
+        assert!(watch.finish(1, 0).is_err(), "no drop, no dead end");
+    }
 }

@@ -165,7 +165,11 @@ fn zero_length_udp(
     next: u64,
 ) -> Result<(bool, Vec<harness::sys::errqueue::Completion>)> {
     let empty = zc_send(sock, &[], false).context("zero-length UDP send")?;
-    anyhow::ensure!(empty == 0, "a zero-length send returned {empty}");
+    if empty != 0 {
+        return Err(crate::outcome::fail(format!(
+            "a zero-length send returned {empty}, not 0"
+        )));
+    }
     zc_send(sock, &[1], false).context("one-byte UDP send")?;
     let (entries, _) = errqueue::collect_until(sock.as_fd(), Duration::from_millis(500), |got| {
         covered(got) >= 2

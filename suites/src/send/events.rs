@@ -156,10 +156,9 @@ fn ctrunc_case(ctx: &mut Ctx, v: Variant) -> Result<Verdict> {
     for control_len in [8, header + 4] {
         send_ok(&f.sender, 100)?;
         issued += 1;
-        anyhow::ensure!(
-            errqueue::wait_err(fd, COMPLETION_WAIT)?,
-            "no notification within {COMPLETION_WAIT:?}"
-        );
+        expect(errqueue::wait_err(fd, COMPLETION_WAIT)?, || {
+            format!("a successful send was not notified within {COMPLETION_WAIT:?}")
+        })?;
         let entry = errqueue::read_one(fd, control_len)?
             .context("POLLERR was raised but the error queue was empty")?;
         expect(entry.truncated(), || {
@@ -281,10 +280,9 @@ fn select_case(ctx: &mut Ctx, v: Variant) -> Result<Verdict> {
     let before = sets(fd)?;
     expect(!before.0, || "readable before anything was sent".into())?;
     send_ok(&f.sender, 1000)?;
-    anyhow::ensure!(
-        errqueue::wait_err(fd, COMPLETION_WAIT)?,
-        "no notification within {COMPLETION_WAIT:?}"
-    );
+    expect(errqueue::wait_err(fd, COMPLETION_WAIT)?, || {
+        format!("a successful send was not notified within {COMPLETION_WAIT:?}")
+    })?;
     let (readable, writable, exceptional) = sets(fd)?;
     expect(readable && writable, || {
         format!(

@@ -140,11 +140,12 @@ fn optmem(ctx: &mut Ctx, v: Variant) -> Result<Verdict> {
     };
     let idle = optmem_in_use(fd)?;
     let _first = send("zero-copy send", &mut model, &mut steps)?;
-    anyhow::ensure!(
-        errqueue::wait_err(fd, super::flow::COMPLETION_WAIT)?,
-        "the first send was not completed within {:?}",
-        super::flow::COMPLETION_WAIT
-    );
+    if !errqueue::wait_err(fd, super::flow::COMPLETION_WAIT)? {
+        return Err(crate::outcome::fail(format!(
+            "the first send was not notified within {:?}",
+            super::flow::COMPLETION_WAIT
+        )));
+    }
     let pending = optmem_in_use(fd)?;
     let per_notification = pending.saturating_sub(idle);
     anyhow::ensure!(

@@ -306,6 +306,9 @@ mod tests {
                 info: 0,
                 data: 0,
             }),
+            family: libc::AF_INET6,
+            v4_mapped_at_sol_ip: false,
+            len: 0,
         }
     }
 
