@@ -8,8 +8,13 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KernelList {
-    /// Modules the suite needs, loaded with their dependencies when present as modules.
+    /// Modules the suite needs, loaded with their dependencies when present as modules. A
+    /// kernel that lacks one leaves the suite short (`--strict` says so).
     pub modules: Vec<String>,
+    /// Modules some cases can use, loaded the same way; a kernel without one has those cases
+    /// say what is missing (`skipped` naming the module), which is the kernel's business.
+    #[serde(default)]
+    pub optional_modules: Vec<String>,
     /// Debian suites searched for kernels.
     pub suites: Vec<String>,
     #[serde(rename = "kernel")]
@@ -40,6 +45,15 @@ pub struct Native {
 }
 
 impl KernelList {
+    /// Every module to load into a VM: the needed ones, then the optional ones.
+    pub fn all_modules(&self) -> Vec<String> {
+        self.modules
+            .iter()
+            .chain(&self.optional_modules)
+            .cloned()
+            .collect()
+    }
+
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading the kernel list {}", path.display()))?;
@@ -86,9 +100,10 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kernels.toml");
         let list = KernelList::load(&path).unwrap();
         assert!(list.kernels.iter().any(|k| k.label == "5.10"));
+        assert_eq!(list.modules, ["veth"]);
         assert_eq!(
-            list.modules,
-            ["veth", "udmabuf", "sch_netem", "tun", "af_packet"]
+            list.optional_modules,
+            ["udmabuf", "sch_netem", "tun", "af_packet"]
         );
         assert!(list.native.is_some());
     }

@@ -220,13 +220,15 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Cmd::Run { labels, out, args } => {
             let out = absolute(out);
             let strict = args.strict;
+            let needed = config::KernelList::load(&list_path)?.modules;
             let done = run_kernels(&list_path, labels, out, args)?;
-            Ok(exit_code(&done, strict))
+            Ok(exit_code(&done, strict, &needed))
         }
         Cmd::Matrix { args } => {
             let strict = args.strict;
             let ws = paths::workspace();
             let out = ws.join("fixtures/reports");
+            let needed = config::KernelList::load(&list_path)?.modules;
             let done = run_kernels(&list_path, vec![], out, args)?;
             let files: Vec<PathBuf> = done.iter().map(|d| d.file.clone()).collect();
             let matrix = zccheck::report::matrix::Matrix::load(&files)?;
@@ -248,7 +250,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             )
             .with_context(|| format!("writing {}", html.display()))?;
             eprintln!("zccheck-vm: wrote {} and {}", md.display(), html.display());
-            Ok(exit_code(&done, strict))
+            Ok(exit_code(&done, strict, &needed))
         }
     }
 }
@@ -356,7 +358,7 @@ fn run_kernels(
 
 /// 0 when every kernel produced its report (whatever its verdicts), 1 otherwise; with
 /// `strict`, also 1 when a report shows the suite lacked something the runner provides.
-fn exit_code(done: &[run::Done], strict: bool) -> ExitCode {
+fn exit_code(done: &[run::Done], strict: bool, needed_modules: &[String]) -> ExitCode {
     let bad: Vec<&str> = done
         .iter()
         .filter(|d| !d.ok)
@@ -370,7 +372,7 @@ fn exit_code(done: &[run::Done], strict: bool) -> ExitCode {
         let problems: Vec<String> = done
             .iter()
             .flat_map(|d| {
-                runner_problems(&d.file)
+                runner_problems(&d.file, needed_modules)
                     .into_iter()
                     .map(move |p| format!("{}: {p}", d.label))
             })
@@ -388,7 +390,7 @@ fn exit_code(done: &[run::Done], strict: bool) -> ExitCode {
 }
 
 /// What in a report points at the runner rather than the kernel.
-fn runner_problems(file: &std::path::Path) -> Vec<String> {
+fn runner_problems(file: &std::path::Path, needed_modules: &[String]) -> Vec<String> {
     let report = match zccheck::report::Report::load(file) {
         Ok(r) => r,
         Err(e) => return vec![format!("{e:#}")],
@@ -419,6 +421,7 @@ fn runner_problems(file: &std::path::Path) -> Vec<String> {
         out.extend(
             p.missing_modules
                 .iter()
+                .filter(|m| needed_modules.iter().any(|n| n.replace('-', "_") == **m))
                 .map(|m| format!("module {m} is missing")),
         );
     }

@@ -127,6 +127,9 @@ pub fn boot(vm: &Vm) -> Result<Boot> {
         "panic=-1",
         "quiet",
         "loglevel=3",
+        // Huge pages for the cases that register hugetlb-backed buffers: the guest is the
+        // suite's own, so it reserves them at boot (16 MiB of its memory).
+        "hugepages=8",
     ];
     append.extend_from_slice(vm.append);
     let mut cmd = Command::new(crate::setup::QEMU);

@@ -151,14 +151,14 @@ fn prepare(o: &Options, job: &Job) -> Result<(Kernel, PathBuf)> {
             label,
             resolved,
             debs,
-        } => kernel::from_debian(&o.cache, label, resolved, debs, &o.list.modules)?,
+        } => kernel::from_debian(&o.cache, label, resolved, debs, &o.list.all_modules())?,
         Job::Custom(c) => kernel::custom(
             &o.cache,
             &c.label,
             &c.image,
             c.modules.as_deref(),
             c.config.as_deref(),
-            &o.list.modules,
+            &o.list.all_modules(),
         )?,
         Job::Native { .. } => unreachable!("the native column boots nothing"),
     };
