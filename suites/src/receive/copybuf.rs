@@ -251,9 +251,15 @@ fn faulting(ctx: &mut Ctx) -> Result<Verdict> {
             ))
         }
     };
+    // With a fast path the fault is refused; without it both calls take the leftover copy,
+    // which copies everything into a writable buffer (5.10 does) or reports the fault in
+    // copybuf_len. Refusing a faulting buffer while not copying a writable one whole is no
+    // kernel's behaviour: only the buffer differed.
     let consistent = matches!(
         (control, seen),
-        (Seen::CopiedAll, Seen::Refused) | (Seen::NoFastPath, Seen::NoFastPath)
+        (Seen::CopiedAll, Seen::Refused)
+            | (Seen::NoFastPath, Seen::NoFastPath)
+            | (Seen::CopiedAll, Seen::NoFastPath)
     );
     if !consistent {
         return Err(fail_with(

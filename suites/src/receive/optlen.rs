@@ -40,7 +40,11 @@ pub fn cases() -> Vec<Case> {
             "receive.optlen.nonzero_tail",
             Area::Receive,
             "an optlen beyond the kernel's struct is refused unless the extra tail is all zero",
-            vec![NET_ADMIN, ZC_RECEIVE],
+            // The zero-tail check came with the struct that has msg_control and `reserved`
+            // (check_zeroed_sockptr next to the reserved check); a kernel whose struct ends
+            // earlier (40 bytes, 5.10) truncates a longer optlen without looking at the tail,
+            // which the ladder records. Its contract has no such rule to break.
+            vec![NET_ADMIN, ZC_MSG_CONTROL],
             nonzero_tail,
         ),
         Case::new(
