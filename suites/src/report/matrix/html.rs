@@ -90,6 +90,12 @@ ol.notes li { margin: .15em 0; }
   table.summary td { display: inline-block; border: 0; margin: 2px; padding: 2px 5px; }
   table.summary td.feature { display: block; }
   table.summary .k { display: inline; font-size: .8em; color: #444; margin-right: .2em; }
+  /* Every other table scrolls in its own box rather than widening the page. */
+  table:not(.summary) { display: block; overflow-x: auto; max-width: 100%; }
+  div.cases table { display: table; }
+  pre, svg { max-width: 100%; }
+  /* Long reasons (a tc command line, a path) break anywhere rather than widen the page. */
+  ol, ul { overflow-wrap: anywhere; }
 }
 /* The case table: scrolls in its own box; header row and case column stay visible. */
 .filters { display: flex; flex-wrap: wrap; gap: .4em 1.2em; align-items: center;
