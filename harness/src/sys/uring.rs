@@ -856,17 +856,7 @@ impl Ring {
             if now >= deadline {
                 return Ok(got);
             }
-            let ts = Timespec::from(deadline - now);
-            let args = SubmitArgs::new().timespec(&ts);
-            match self.ring.submitter().submit_with_args(1, &args) {
-                Ok(_) => {}
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY)
-                    ) => {}
-                Err(e) => return Err(e),
-            }
+            wait_for_one(&self.ring.submitter(), deadline - now)?;
             self.queued = 0;
             got.extend(self.reap());
         }
@@ -939,5 +929,28 @@ impl SetupBlockers {
             io_uring_disabled,
             seccomp_mode,
         }
+    }
+}
+
+/// Submits and waits for at least one completion, at most `timeout`. Running out of time
+/// (ETIME), a signal (EINTR) and a full completion queue (EBUSY) all just end the wait: the
+/// caller reaps what is there and decides.
+pub(crate) fn wait_for_one(
+    submitter: &io_uring::Submitter<'_>,
+    timeout: Duration,
+) -> io::Result<()> {
+    let ts = Timespec::from(timeout);
+    let args = SubmitArgs::new().timespec(&ts);
+    match submitter.submit_with_args(1, &args) {
+        Ok(_) => Ok(()),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY)
+            ) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e),
     }
 }

@@ -19,7 +19,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use io_uring::types::{Fd, SubmitArgs, Timespec};
+use io_uring::types::Fd;
 use io_uring::{cqueue, opcode, squeue, IoUring};
 use nix::sys::mman::{mmap_anonymous, mprotect, munmap, MapFlags, ProtFlags};
 
@@ -604,17 +604,7 @@ impl ZcrxRing {
             if now >= deadline {
                 return Ok(got);
             }
-            let ts = Timespec::from(deadline - now);
-            let args = SubmitArgs::new().timespec(&ts);
-            match self.ring.submitter().submit_with_args(1, &args) {
-                Ok(_) => {}
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY)
-                    ) => {}
-                Err(e) => return Err(e),
-            }
+            super::uring::wait_for_one(&self.ring.submitter(), deadline - now)?;
             self.queued = 0;
             got.extend(self.reap());
         }
