@@ -23,7 +23,6 @@ use super::wire::{self, DatagramReader};
 use crate::case::{Area, Case, Ctx};
 use crate::model::completions::{check, IdWindow};
 use crate::outcome::{expect, fail_with, Verdict};
-use crate::probes::{NET_ADMIN, VETH};
 
 /// The appends of each corked datagram: `true` for zero-copy.
 const DATAGRAMS: [&[bool]; 2] = [&[true, false, true, false], &[false, true, true]];
@@ -33,10 +32,8 @@ pub fn cases() -> Vec<Case> {
     [Path::Loopback, Path::Pair]
         .into_iter()
         .map(|path| {
-            let mut req = vec![NET_ADMIN, SO_ZEROCOPY_UDP];
-            if path != Path::Loopback {
-                req.push(VETH);
-            }
+            let mut req = path.requires();
+            req.push(SO_ZEROCOPY_UDP);
             Case::new(
                 format!("send.cork.udp.{}", path.tag()),
                 Area::Send,

@@ -53,6 +53,15 @@ impl Path {
     pub fn delivers(self) -> bool {
         !matches!(self, Path::DeadEnd | Path::DeadEndSgOff | Path::ForwardDead)
     }
+
+    /// What building this path needs: namespaces, and veth for every path but loopback.
+    pub fn requires(self) -> Vec<Requirement> {
+        let mut r = vec![NET_ADMIN];
+        if self != Path::Loopback {
+            r.push(VETH);
+        }
+        r
+    }
 }
 
 /// One protocol, family and path: the parameters a case runs over.
@@ -108,10 +117,7 @@ impl Variant {
     }
 
     pub fn requires(&self) -> Vec<Requirement> {
-        let mut r = vec![NET_ADMIN];
-        if self.path != Path::Loopback {
-            r.push(VETH);
-        }
+        let mut r = self.path.requires();
         r.push(match self.proto {
             Proto::Tcp => SO_ZEROCOPY_TCP,
             Proto::Udp => SO_ZEROCOPY_UDP,

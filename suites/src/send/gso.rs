@@ -19,7 +19,7 @@ use super::wire::{self, DatagramReader};
 use crate::case::{Area, Case, Ctx};
 use crate::model::completions::{check, IdWindow};
 use crate::outcome::{expect, fail_with, unsupported, Verdict};
-use crate::probes::{errno_name, NET_ADMIN, VETH};
+use crate::probes::errno_name;
 
 const GSO_SIZE: usize = 1000;
 const SENDS: [usize; 3] = [10_000, 4500, 1000];
@@ -28,10 +28,8 @@ pub fn cases() -> Vec<Case> {
     [Path::Loopback, Path::Pair]
         .into_iter()
         .map(|path| {
-            let mut req = vec![NET_ADMIN, SO_ZEROCOPY_UDP];
-            if path != Path::Loopback {
-                req.push(VETH);
-            }
+            let mut req = path.requires();
+            req.push(SO_ZEROCOPY_UDP);
             Case::new(
                 format!("send.gso.udp.{}", path.tag()),
                 Area::Send,

@@ -23,7 +23,6 @@ use super::wire::{self, DatagramReader, StreamCollector};
 use crate::case::{Area, Case, Ctx};
 use crate::model::completions::{check, IdWindow};
 use crate::outcome::{fail_with, Verdict};
-use crate::probes::{NET_ADMIN, VETH};
 
 const PATHS: [Path; 3] = [Path::Loopback, Path::Pair, Path::Forward];
 
@@ -31,10 +30,7 @@ pub fn cases() -> Vec<Case> {
     PATHS
         .into_iter()
         .map(|path| {
-            let mut requires = vec![NET_ADMIN];
-            if path != Path::Loopback {
-                requires.push(VETH);
-            }
+            let mut requires = path.requires();
             requires.extend([SO_ZEROCOPY_TCP, SO_ZEROCOPY_UDP]);
             Case::new(
                 format!("send.integrity.{}", path.tag()),
