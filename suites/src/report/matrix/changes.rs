@@ -154,28 +154,13 @@ impl Matrix {
 
 #[cfg(test)]
 mod tests {
-    use std::path::{Path, PathBuf};
+    use std::path::Path;
 
     use serde_json::json;
 
     use super::*;
     use crate::outcome::Outcome::Pass;
-    use crate::report::matrix::tests::report;
-    use crate::report::matrix::Provenance;
-    use crate::report::Report;
-
-    fn matrix(reports: Vec<Report>) -> Matrix {
-        Matrix::from_reports(
-            reports
-                .into_iter()
-                .map(|r| {
-                    let p = Provenance::of(&r).unwrap();
-                    (PathBuf::from(format!("{}.json", r.kernel.release)), r, p)
-                })
-                .collect(),
-        )
-        .unwrap()
-    }
+    use crate::report::matrix::tests::{matrix, report};
 
     const LONG_A: &str = "asked 32768, 12388 queued: 0: length 12288 skip 0 inq 100 err 0 \
                           copybuf_len -14 msg_flags 0x0 (optlen 40)";

@@ -417,6 +417,24 @@ pub(crate) mod tests {
     use super::*;
     use crate::report::{Environment, Settings, Tool};
 
+    /// The matrix of `reports`, each named after its kernel release.
+    pub(crate) fn matrix(reports: Vec<Report>) -> Matrix {
+        Matrix::from_reports(
+            reports
+                .into_iter()
+                .map(|r| {
+                    let p = Provenance::of(&r).unwrap();
+                    (
+                        std::path::PathBuf::from(format!("{}.json", r.kernel.release)),
+                        r,
+                        p,
+                    )
+                })
+                .collect(),
+        )
+        .unwrap()
+    }
+
     /// A small report: `cases` are (id, outcome, reason, observed).
     pub(crate) fn report(
         label: &str,

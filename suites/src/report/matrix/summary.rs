@@ -504,22 +504,9 @@ mod tests {
     use super::*;
     use crate::outcome::Outcome::{Fail, Pass, Skipped, Unsupported};
     use crate::probes::ProbeRecord;
-    use crate::report::matrix::tests::report;
-    use crate::report::matrix::Provenance;
-    use crate::report::Report;
+    use crate::report::matrix::tests::{matrix, report};
 
-    fn matrix(reports: Vec<Report>) -> Matrix {
-        Matrix::from_reports(
-            reports
-                .into_iter()
-                .map(|r| {
-                    let p = Provenance::of(&r).unwrap();
-                    (PathBuf::from(format!("{}.json", r.kernel.release)), r, p)
-                })
-                .collect(),
-        )
-        .unwrap()
-    }
+    use crate::report::Report;
 
     fn probe(r: &mut Report, name: &str, yes: bool) {
         r.probes.push(ProbeRecord {
